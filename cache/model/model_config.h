@@ -79,6 +79,13 @@ struct ModelConfig {
   bool cross_attention = false;  // t5: cached K, V come from the encoder output
   RopeConfig rope;
   std::optional<MlaConfig> mla;
+  // Decode attention: logits = softmax_scale * q.k, then (when > 0)
+  // attn_logit_softcapping * tanh(logits / attn_logit_softcapping) (gemma2).
+  // softmax_scale is 1/sqrt(k_head_dim) unless the config says otherwise (gemma2
+  // query_pre_attn_scalar; DeepSeek YaRN multiplies by mscale^2).
+  double softmax_scale = 0;
+  double attn_logit_softcapping = 0;
+  uint32_t sliding_window = 0;   // informational; 0 = none. Not part of the geometry.
   std::string torch_dtype;       // as written in config.json; "" when absent
 };
 
