@@ -1,0 +1,78 @@
+// Matrices derived once per layer from its K/V projection, computed in float64 with
+// LAPACK/OpenBLAS and handed out in float32 for the codecs: W_KV (slim), pinv([W_K W_V])
+// (xcache recovery), the joint SVD basis B_R (projected latent), and condition numbers with
+// the error they predict per dtype.
+//
+// Thread-safety: stateless functions; results are plain values. OpenBLAS may use its own
+// threads inside a call.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+#include "kernels/kv_projection.h"
+
+namespace slimkv::kernels {
+
+// W_KV [e, e] row-major with W_K·W_KV = W_V, so V − b_V = (K_raw − b_K)·W_KV.
+// e == d: LU solve (dgesv); e > d: minimum-norm solution W_K^+·W_V (dgels, W_K has a right
+// inverse). FAILED_PRECONDITION when e < d (W_K has rank ≤ e < d: V is not a function of K)
+// or when W_K is numerically singular; INVALID_ARGUMENT for a bad projection.
+[[nodiscard]] absl::StatusOr<std::vector<float>> ComputeSlimMatrix(const KvProjection& w);
+
+// Thin SVD of the d×n matrix A = [W_K[:, k_cols] W_V] = U·diag(sigma)·Vt, float64.
+// k = min(d, n) singular values, descending.
+struct JointSvd {
+  int d = 0;
+  int n = 0;                  // columns of A: |k_cols| + e
+  std::vector<int> k_cols;    // which K columns entered A, ascending
+  std::vector<double> sigma;  // [k]
+  std::vector<double> u;      // [d, k] row-major
+  std::vector<double> vt;     // [k, n] row-major
+};
+
+// k_cols: columns of W_K to include; empty means all e (the plain joint SVD of [W_K W_V]).
+// INVALID_ARGUMENT for a bad projection or column index; INTERNAL if LAPACK fails to converge.
+[[nodiscard]] absl::StatusOr<JointSvd> ComputeJointSvd(const KvProjection& w,
+                                                       const std::vector<int>& k_cols = {});
+
+// pinv(A) [n, d] row-major = V·diag(1/sigma)·U^T, so that x = [K_raw − b_K, V − b_V]·pinv.
+// FAILED_PRECONDITION when n < d or sigma_min ≤ d·eps·sigma_max (x not recoverable).
+[[nodiscard]] absl::StatusOr<std::vector<float>> JointPinv(const JointSvd& svd);
+
+// How many basis vectors to keep. Exactly one of the two is set.
+struct RankRule {
+  int fixed_rank = 0;     // > 0: this many (clamped to the number of singular values)
+  double energy = 0.0;    // in (0, 1]: smallest R with Σ_{i<R} σ_i² ≥ energy·Σ σ_i²
+};
+// INVALID_ARGUMENT when neither or both are set or energy is outside (0, 1].
+[[nodiscard]] absl::StatusOr<int> SelectRank(const std::vector<double>& sigma, const RankRule& r);
+
+// B_R = V[:, :R], [n, R] row-major. REQUIRES: 0 < R ≤ sigma.size().
+std::vector<float> JointBasis(const JointSvd& svd, int R);
+
+// √(Σ_{i≥R} σ_i²): ‖A − A·B_R·B_Rᵀ‖_F by Eckart–Young.
+double TailNorm(const std::vector<double>& sigma, int R);
+
+// Largest relative rounding error of one value stored in `t`: 2^-24, 2^-11, 2^-8.
+double UnitRoundoff(DType t);
+
+// 2-norm condition numbers σ_max/σ_min over the min(rows, cols) singular values;
+// +infinity when σ_min is 0.
+struct Conditioning {
+  double kappa_k = 0;   // W_K [d, e]
+  double kappa_v = 0;   // W_V [d, e]
+  double kappa_kv = 0;  // [W_K W_V] [d, 2e]
+};
+[[nodiscard]] absl::StatusOr<Conditioning> AnalyzeConditioning(const KvProjection& w);
+
+// Predicted relative Frobenius error of a mode when the engine's tensors and the stored
+// representation are in dtype t (first-order perturbation model, docs/codecs.md):
+//   slim:            κ(W_K)·u  on V (K is stored as sent); +inf when e < d
+//   xcache, given x: 0         (x is stored as sent; decode rounds like the engine does)
+//   xcache, from KV: κ([W_K W_V])·u on K and V; +inf when 2e < d
+enum class PredictedMode { kSlim, kXcacheGivenX, kXcacheFromKv };
+double PredictedRelError(const Conditioning& c, const KvProjection& w, PredictedMode m, DType t);
+
+}  // namespace slimkv::kernels
