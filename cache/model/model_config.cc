@@ -41,29 +41,35 @@ class FieldReader {
     return it != j_.end() && !it->is_null();
   }
 
+  // The value at `key`. nullptr when a previous read failed, or when the field is absent or
+  // null (recorded as an error unless `optional`).
+  const Json* Get(const char* key, bool optional) {
+    if (!ok()) return nullptr;
+    if (!Has(key)) {
+      if (!optional) Fail(absl::StrCat("config.json: missing field ", Path(key)));
+      return nullptr;
+    }
+    return &j_.at(key);
+  }
+
+  void FailType(const char* key, const char* expected, const Json& v) {
+    Fail(absl::StrCat("config.json: ", Path(key), " must be ", expected, ", got ", v.dump()));
+  }
+
   // An unsigned integer in [min, max]; required unless `fallback` is given.
   uint64_t Integer(const char* key, uint64_t min, uint64_t max,
                    std::optional<uint64_t> fallback = std::nullopt) {
-    if (!ok()) return fallback.value_or(min);
-    if (!Has(key)) {
-      if (fallback) return *fallback;
-      Fail(absl::StrCat("config.json: missing field ", Path(key)));
+    const Json* v = Get(key, fallback.has_value());
+    if (v == nullptr) return fallback.value_or(min);
+    if (!v->is_number_integer()) {
+      FailType(key, "an integer", *v);
       return min;
     }
-    const Json& v = j_.at(key);
-    uint64_t value = 0;
-    if (v.is_number_unsigned()) {
-      value = v.get<uint64_t>();
-    } else if (v.is_number_integer()) {
-      if (v.get<int64_t>() < 0) {
-        Fail(absl::StrCat("config.json: ", Path(key), " = ", v.dump(), " is negative"));
-        return min;
-      }
-      value = v.get<uint64_t>();
-    } else {
-      Fail(absl::StrCat("config.json: ", Path(key), " must be an integer, got ", v.dump()));
+    if (!v->is_number_unsigned()) {
+      Fail(absl::StrCat("config.json: ", Path(key), " = ", v->dump(), " is negative"));
       return min;
     }
+    const uint64_t value = v->get<uint64_t>();
     if (value < min || value > max) {
       Fail(absl::StrCat("config.json: ", Path(key), " = ", value, " is out of range [", min,
                         ", ", max, "]"));
@@ -76,22 +82,17 @@ class FieldReader {
     return static_cast<uint32_t>(Integer(key, 1, kMaxSize, fallback));
   }
 
-  // A finite number in [min, max] (integers accepted); `fallback` when absent or null.
+  // A finite number in [min, max] (integers accepted); required unless `fallback` is given.
   double Number(const char* key, double min, double max, std::optional<double> fallback) {
-    if (!ok()) return fallback.value_or(min);
-    if (!Has(key)) {
-      if (fallback) return *fallback;
-      Fail(absl::StrCat("config.json: missing field ", Path(key)));
+    const Json* v = Get(key, fallback.has_value());
+    if (v == nullptr) return fallback.value_or(min);
+    if (!v->is_number()) {
+      FailType(key, "a number", *v);
       return min;
     }
-    const Json& v = j_.at(key);
-    if (!v.is_number()) {
-      Fail(absl::StrCat("config.json: ", Path(key), " must be a number, got ", v.dump()));
-      return min;
-    }
-    double value = v.get<double>();
+    const double value = v->get<double>();
     if (!std::isfinite(value) || value < min || value > max) {
-      Fail(absl::StrCat("config.json: ", Path(key), " = ", v.dump(), " is out of range [", min,
+      Fail(absl::StrCat("config.json: ", Path(key), " = ", v->dump(), " is out of range [", min,
                         ", ", max, "]"));
       return min;
     }
@@ -99,39 +100,33 @@ class FieldReader {
   }
 
   bool Bool(const char* key, bool fallback) {
-    if (!ok() || !Has(key)) return fallback;
-    const Json& v = j_.at(key);
-    if (!v.is_boolean()) {
-      Fail(absl::StrCat("config.json: ", Path(key), " must be true or false, got ", v.dump()));
+    const Json* v = Get(key, /*optional=*/true);
+    if (v == nullptr) return fallback;
+    if (!v->is_boolean()) {
+      FailType(key, "true or false", *v);
       return fallback;
     }
-    return v.get<bool>();
+    return v->get<bool>();
   }
 
   std::string String(const char* key, std::optional<std::string> fallback) {
-    if (!ok()) return fallback.value_or("");
-    if (!Has(key)) {
-      if (fallback) return *fallback;
-      Fail(absl::StrCat("config.json: missing field ", Path(key)));
+    const Json* v = Get(key, fallback.has_value());
+    if (v == nullptr) return fallback.value_or("");
+    if (!v->is_string()) {
+      FailType(key, "a string", *v);
       return "";
     }
-    const Json& v = j_.at(key);
-    if (!v.is_string()) {
-      Fail(absl::StrCat("config.json: ", Path(key), " must be a string, got ", v.dump()));
-      return "";
-    }
-    return v.get<std::string>();
+    return v->get<std::string>();
   }
 
   // The object at `key`, or nullptr when absent or null (an error when of another type).
   const Json* Object(const char* key) {
-    if (!ok() || !Has(key)) return nullptr;
-    const Json& v = j_.at(key);
-    if (!v.is_object()) {
-      Fail(absl::StrCat("config.json: ", Path(key), " must be an object, got ", v.dump()));
+    const Json* v = Get(key, /*optional=*/true);
+    if (v != nullptr && !v->is_object()) {
+      FailType(key, "an object", *v);
       return nullptr;
     }
-    return &v;
+    return v;
   }
 
  private:
