@@ -576,7 +576,9 @@ TEST(Conditioning, IllConditionedWeightsPredictLargeErrorAndSlimShowsIt) {
     const double err = RelFro(v_out.values(), v);
     const double pred = t == DType::kF32 ? pred_f32 : pred_bf16;
     EXPECT_LE(err, 2 * pred);
-    if (t == DType::kBF16) EXPECT_GT(err, 1e-2);  // the failure the prediction warned of
+    if (t == DType::kBF16) {
+      EXPECT_GT(err, 1e-2);  // the failure the prediction warned of
+    }
   }
 }
 
