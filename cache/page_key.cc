@@ -1,0 +1,60 @@
+#include "cache/page_key.h"
+
+#include <openssl/evp.h>
+
+#include <bit>
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+
+namespace slimkv::cache {
+
+static_assert(std::endian::native == std::endian::little,
+              "token ids are hashed as their in-memory little-endian bytes");
+
+Digest Sha256(std::initializer_list<std::span<const uint8_t>> parts) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  for (auto p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
+  Digest out;
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx.get(), out.data(), &n);
+  return out;
+}
+
+Digest RootKey(const Digest& model_fingerprint, absl::string_view tenant) {
+  return Sha256({model_fingerprint,
+                 {reinterpret_cast<const uint8_t*>(tenant.data()), tenant.size()}});
+}
+
+std::vector<PageKey> ChainPageKeys(const Digest& root, std::span<const uint32_t> tokens,
+                                   uint32_t page_tokens) {
+  const size_t pages = tokens.size() / page_tokens;
+  std::vector<PageKey> keys;
+  keys.reserve(pages);
+  Digest prev = root;
+  for (size_t i = 0; i < pages; ++i) {
+    const auto* page = reinterpret_cast<const uint8_t*>(tokens.data() + i * page_tokens);
+    prev = Sha256({prev, {page, page_tokens * sizeof(uint32_t)}});
+    keys.push_back(prev);
+  }
+  return keys;
+}
+
+std::string ToHex(const Digest& d) {
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+}
+
+bool FromHex(absl::string_view hex, Digest* out) {
+  if (hex.size() != 64) return false;
+  for (char c : hex) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  const std::string bytes = absl::HexStringToBytes(hex);
+  std::copy(bytes.begin(), bytes.end(), out->begin());
+  return true;
+}
+
+}  // namespace slimkv::cache

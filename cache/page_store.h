@@ -1,0 +1,99 @@
+// The host (RAM) tier: pages under a byte budget with least-recently-used eviction.
+//
+// A page is found by its key; the key already encodes tenant and model (page_key.h), so the
+// store never mixes tenants. Budget accounting counts Page::StoredBytes(); the store never holds
+// more than its budget, evicting LRU pages before an insert that would exceed it.
+//
+// Thread-safety: internally synchronized. Returned pages are immutable and stay valid while the
+// caller holds the pointer, even if the store evicts them meanwhile.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cache/page.h"
+
+namespace slimkv::cache {
+
+// Monotonic and current figures of one tenant in one store.
+struct TenantUsage {
+  uint64_t pages = 0;
+  uint64_t stored_bytes = 0;
+  uint64_t logical_bytes = 0;
+  uint64_t evictions = 0;  // total, monotonic
+};
+
+struct PageStoreOptions {
+  uint64_t budget_bytes = 4ull << 30;
+  // Evicted or deleted keys remembered for WasRemoved(); 0 remembers none.
+  uint32_t remembered_removals = 65536;
+};
+
+class PageStore {
+ public:
+  explicit PageStore(PageStoreOptions options);
+  PageStore(const PageStore&) = delete;
+  PageStore& operator=(const PageStore&) = delete;
+
+  enum class InsertResult { kInserted, kAlreadyPresent };
+
+  // Stores `page` as the most recently used, evicting least-recently-used pages until it fits.
+  // A page whose key is present is not replaced (kAlreadyPresent; it becomes most recent).
+  // RESOURCE_EXHAUSTED when the page alone exceeds the budget; nothing changes then.
+  [[nodiscard]] absl::StatusOr<InsertResult> Insert(std::shared_ptr<const Page> page);
+
+  // The page under `key`, marked most recently used; nullptr when absent.
+  std::shared_ptr<const Page> Get(const PageKey& key);
+
+  // True when `key` is present; marks it most recently used (a lookup announces a get).
+  bool Touch(const PageKey& key);
+
+  // True when `key` is present; leaves the LRU order as it is.
+  bool Contains(const PageKey& key) const;
+
+  // Removes the page; false when absent.
+  bool Erase(const PageKey& key);
+
+  // True when `key` was evicted or erased recently (bounded memory: see PageStoreOptions) and
+  // has not been stored again since.
+  bool WasRemoved(const PageKey& key) const;
+
+  uint64_t budget_bytes() const { return options_.budget_bytes; }
+  uint64_t used_bytes() const;
+  uint64_t page_count() const;
+  std::map<std::string, TenantUsage> UsageByTenant() const;
+
+ private:
+  using Lru = std::list<std::shared_ptr<const Page>>;  // front = most recent
+
+  void RemoveLocked(Lru::iterator it, bool evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RememberRemovalLocked(const PageKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const PageStoreOptions options_;
+
+  // std::mutex rather than absl::Mutex: Debian's libabsl is not built with ThreadSanitizer
+  // annotations, so TSan would not see absl::Mutex's happens-before edges.
+  mutable std::mutex mu_;
+  Lru lru_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PageKey, Lru::iterator, DigestHash> index_ ABSL_GUARDED_BY(mu_);
+  uint64_t used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, TenantUsage> usage_ ABSL_GUARDED_BY(mu_);
+  // Recently removed keys: a FIFO of (key, removal number) bounded by
+  // options_.remembered_removals, and each remembered key's latest removal number, so that an
+  // old FIFO slot ageing out does not forget a newer removal of the same key.
+  std::deque<std::pair<PageKey, uint64_t>> removed_fifo_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PageKey, uint64_t, DigestHash> removed_ ABSL_GUARDED_BY(mu_);
+  uint64_t removals_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace slimkv::cache

@@ -1,0 +1,149 @@
+// slimkv: the command-line client, for debugging a running slimkvd.
+//
+//   slimkv [--target HOST:PORT] register MODEL_DIR
+//   slimkv lookup  MODEL_DIR TOKENS
+//   slimkv put     MODEL_DIR TOKENS FILE      (FILE: raw engine-layout pages, --dtype)
+//   slimkv get     MODEL_DIR TOKENS [--out FILE]
+//   slimkv delete  MODEL_DIR TOKENS
+//   slimkv explain MODEL_DIR|MODEL_ID TOKENS
+//   slimkv stats
+//
+// MODEL_DIR is a model directory as the daemon's host sees it (registration is idempotent).
+// TOKENS: "1,2,3", "range:START:COUNT" or "@FILE".
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "clients/cpp/slimkv_client.h"
+#include "clients/cpp/token_list.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50551", "slimkvd gRPC address");
+ABSL_FLAG(uint32_t, page_tokens, 0, "Tokens per page at registration; 0: the daemon's default");
+ABSL_FLAG(uint32_t, first_page, 0, "First page to put, get or delete");
+ABSL_FLAG(std::string, dtype, "", "fp32, fp16 or bf16: put's input type, get's output type");
+ABSL_FLAG(std::string, out, "", "get: write the pages' raw bytes to this file");
+
+namespace slimkv::client {
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::cerr << "slimkv: " << s << "\n";
+  return 1;
+}
+
+absl::StatusOr<std::optional<kernels::DType>> DTypeFlag() {
+  const std::string d = absl::GetFlag(FLAGS_dtype);
+  if (d.empty()) return std::nullopt;
+  if (d == "fp32") return kernels::DType::kF32;
+  if (d == "fp16") return kernels::DType::kF16;
+  if (d == "bf16") return kernels::DType::kBF16;
+  return absl::InvalidArgumentError("--dtype: expected fp32, fp16 or bf16");
+}
+
+int Run(const std::vector<char*>& args) {
+  if (args.size() < 2) {
+    std::cerr << absl::ProgramUsageMessage() << "\n";
+    return 2;
+  }
+  const std::string cmd = args[1];
+  auto client = Client::Connect(absl::GetFlag(FLAGS_target));
+  if (cmd == "stats") {
+    auto s = client->Stats();
+    if (!s.ok()) return Fail(s.status());
+    std::cout << s->DebugString();
+    return 0;
+  }
+  if (args.size() < 3) return Fail(absl::InvalidArgumentError(cmd + ": MODEL_DIR missing"));
+  const std::string model_arg = args[2];
+  absl::StatusOr<std::vector<uint32_t>> tokens = std::vector<uint32_t>{};
+  if (cmd != "register") {
+    if (args.size() < 4) return Fail(absl::InvalidArgumentError(cmd + ": TOKENS missing"));
+    tokens = ParseTokenList(args[3]);
+    if (!tokens.ok()) return Fail(tokens.status());
+  }
+  if (cmd == "explain" && model_arg.size() == 64 && model_arg.find('/') == std::string::npos) {
+    auto e = client->Explain(model_arg, *tokens);
+    if (!e.ok()) return Fail(e.status());
+    std::cout << e->DebugString();
+    return 0;
+  }
+  auto model = client->RegisterModelDir(model_arg, absl::GetFlag(FLAGS_page_tokens));
+  if (!model.ok()) return Fail(model.status());
+  const uint32_t first_page = absl::GetFlag(FLAGS_first_page);
+
+  if (cmd == "register") {
+    absl::PrintF("model_id %s\npage_tokens %u\nlayers %u kv_heads %u k_head_dim %u v_head_dim %u\n",
+                 model->model_id, model->page_tokens, model->num_layers, model->num_kv_heads,
+                 model->k_head_dim, model->v_head_dim);
+  } else if (cmd == "lookup") {
+    auto r = client->Lookup(*model, *tokens);
+    if (!r.ok()) return Fail(r.status());
+    absl::PrintF("hit_tokens %u of %u\n", r->hit_tokens(), tokens->size());
+  } else if (cmd == "explain") {
+    auto e = client->Explain(model->model_id, *tokens);
+    if (!e.ok()) return Fail(e.status());
+    std::cout << e->DebugString();
+  } else if (cmd == "delete") {
+    auto n = client->Delete(*model, *tokens, first_page);
+    if (!n.ok()) return Fail(n.status());
+    absl::PrintF("deleted %u pages\n", *n);
+  } else if (cmd == "put") {
+    if (args.size() < 5) return Fail(absl::InvalidArgumentError("put: FILE missing"));
+    auto dtype = DTypeFlag();
+    if (!dtype.ok()) return Fail(dtype.status());
+    std::ifstream in(args[4], std::ios::binary);
+    const std::vector<uint8_t> raw{std::istreambuf_iterator<char>(in), {}};
+    const kernels::DType t = dtype->value_or(kernels::DType::kBF16);
+    const uint64_t page_bytes = model->PageElems() * kernels::DTypeSize(t);
+    const uint64_t pages = tokens->size() / model->page_tokens - first_page;
+    if (raw.size() != pages * page_bytes) {
+      return Fail(absl::InvalidArgumentError(absl::StrFormat(
+          "put: %s has %u bytes; %u pages of %u bytes (%s) expected", args[4], raw.size(), pages,
+          page_bytes, kernels::DTypeName(t))));
+    }
+    std::vector<PageData> data(pages);
+    for (uint64_t p = 0; p < pages; ++p) {
+      data[p].dtype = t;
+      data[p].bytes.assign(raw.begin() + p * page_bytes, raw.begin() + (p + 1) * page_bytes);
+    }
+    auto r = client->Put(*model, *tokens, first_page, data);
+    if (!r.ok()) return Fail(r.status());
+    absl::PrintF("stored %u pages (%u bytes), %u already present\n", r->pages_stored(),
+                 r->stored_bytes(), r->pages_present());
+  } else if (cmd == "get") {
+    auto dtype = DTypeFlag();
+    if (!dtype.ok()) return Fail(dtype.status());
+    auto pages = client->Get(*model, *tokens, first_page, *dtype);
+    if (!pages.ok()) return Fail(pages.status());
+    std::ofstream out;
+    if (!absl::GetFlag(FLAGS_out).empty()) out.open(absl::GetFlag(FLAGS_out), std::ios::binary);
+    uint64_t bytes = 0;
+    for (const PageData& p : *pages) {
+      bytes += p.bytes.size();
+      if (out.is_open()) out.write(reinterpret_cast<const char*>(p.bytes.data()), p.bytes.size());
+    }
+    absl::PrintF("got %u pages, %u bytes, verified\n", pages->size(), bytes);
+  } else {
+    return Fail(absl::InvalidArgumentError("unknown command " + cmd));
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace slimkv::client
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "slimkv [--target HOST:PORT] register|lookup|put|get|delete|explain|stats ...\n"
+      "  register MODEL_DIR | lookup MODEL_DIR TOKENS | put MODEL_DIR TOKENS FILE |\n"
+      "  get MODEL_DIR TOKENS [--out FILE] | delete MODEL_DIR TOKENS |\n"
+      "  explain MODEL_DIR|MODEL_ID TOKENS | stats\n"
+      "TOKENS: 1,2,3 | range:START:COUNT | @FILE");
+  return slimkv::client::Run(absl::ParseCommandLine(argc, argv));
+}

@@ -1,0 +1,102 @@
+// SlimKV C++ client: a blocking wrapper over slimkv.v1.Cache for engines, the CLI and tests.
+//
+// Pages travel in the engine layout: for each layer, K [page_tokens, h_kv, d_k] then
+// V [page_tokens, h_kv, d_v], row-major, one dtype per page. The client splits pages into
+// checksummed tensor chunks on Put and reassembles and verifies them on Get.
+//
+// Thread-safety: internally synchronized; one Client may serve many threads (gRPC channels
+// multiplex calls).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+#include "slimkv/v1/cache.grpc.pb.h"
+
+namespace slimkv::client {
+
+// What the client needs to know about a registered model; from RegisterModel.
+struct ModelHandle {
+  std::string model_id;
+  uint32_t page_tokens = 0;
+  uint32_t num_layers = 0;
+  uint32_t num_kv_heads = 0;
+  uint32_t k_head_dim = 0;
+  uint32_t v_head_dim = 0;
+
+  static ModelHandle FromResponse(const v1::RegisterModelResponse& r);
+  uint64_t TensorElems(v1::TensorRole role) const;
+  uint64_t PageElems() const;
+  // Byte offset of (layer, role) in a page of `dtype`.
+  uint64_t TensorOffset(uint32_t layer, v1::TensorRole role, kernels::DType dtype) const;
+};
+
+// One page in the engine layout.
+struct PageData {
+  kernels::DType dtype = kernels::DType::kF32;
+  std::vector<uint8_t> bytes;  // ModelHandle::PageElems() × DTypeSize(dtype)
+  v1::Mode mode = v1::MODE_FULL;
+  v1::Tier tier = v1::TIER_UNSPECIFIED;
+};
+
+struct ClientOptions {
+  // Payload bytes per Put message; below the server's max_message_bytes.
+  uint32_t chunk_bytes = 1u << 20;
+  // Largest message accepted from the server.
+  int max_receive_message_bytes = 4 << 20;
+  // Per-call deadline in seconds; 0 for none.
+  double deadline_seconds = 60;
+};
+
+class Client {
+ public:
+  // Connects to `target` (host:port) over plaintext. The connection is made lazily.
+  static std::unique_ptr<Client> Connect(const std::string& target, ClientOptions options = {});
+
+  [[nodiscard]] absl::StatusOr<ModelHandle> RegisterModelDir(const std::string& dir,
+                                                             uint32_t page_tokens = 0);
+  [[nodiscard]] absl::StatusOr<ModelHandle> RegisterModelConfig(const std::string& config_json,
+                                                                uint32_t page_tokens = 0);
+  [[nodiscard]] absl::StatusOr<v1::LookupResponse> Lookup(const ModelHandle& model,
+                                                          std::span<const uint32_t> tokens);
+  // Puts pages [first_page, first_page + pages.size()) of `tokens`.
+  // REQUIRES: first_page + pages.size() == tokens.size() / page_tokens (the server checks).
+  [[nodiscard]] absl::StatusOr<v1::PutResponse> Put(const ModelHandle& model,
+                                                    std::span<const uint32_t> tokens,
+                                                    uint32_t first_page,
+                                                    std::span<const PageData> pages);
+  // Gets the stored pages from first_page on, each verified against its tensors' CRC32C.
+  // dtype: the element type wanted; nullopt returns each page as stored.
+  [[nodiscard]] absl::StatusOr<std::vector<PageData>> Get(
+      const ModelHandle& model, std::span<const uint32_t> tokens, uint32_t first_page = 0,
+      std::optional<kernels::DType> dtype = std::nullopt, bool raw = false);
+  [[nodiscard]] absl::StatusOr<uint32_t> Delete(const ModelHandle& model,
+                                                std::span<const uint32_t> tokens,
+                                                uint32_t first_page = 0);
+  [[nodiscard]] absl::StatusOr<v1::ExplainResponse> Explain(const std::string& model_id,
+                                                            std::span<const uint32_t> tokens);
+  [[nodiscard]] absl::StatusOr<v1::StatsResponse> Stats();
+
+  // The generated stub, for callers that need the raw API (tests of malformed streams).
+  v1::Cache::Stub* stub() { return stub_.get(); }
+  // A context with the configured deadline.
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+
+ private:
+  Client(std::unique_ptr<v1::Cache::Stub> stub, ClientOptions options);
+  [[nodiscard]] absl::StatusOr<ModelHandle> Register(const v1::RegisterModelRequest& request);
+
+  const std::unique_ptr<v1::Cache::Stub> stub_;
+  const ClientOptions options_;
+};
+
+// The one conversion from grpc::Status to absl::Status on the client side.
+absl::Status FromGrpcStatus(const grpc::Status& s);
+
+}  // namespace slimkv::client

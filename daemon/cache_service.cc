@@ -1,0 +1,262 @@
+#include "daemon/cache_service.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "daemon/get_streamer.h"
+#include "daemon/grpc_status.h"
+#include "daemon/put_assembler.h"
+
+namespace slimkv::daemon {
+
+namespace {
+
+constexpr char kDefaultTenant[] = "default";
+
+// Times one RPC and records it when its final status is known.
+class RpcTimer {
+ public:
+  RpcTimer(Metrics* metrics, const char* method)
+      : metrics_(metrics), method_(method), start_(absl::Now()) {}
+
+  grpc::Status Done(const absl::Status& status) {
+    metrics_->RecordRpc(kDefaultTenant, method_, status.code(),
+                        absl::ToDoubleSeconds(absl::Now() - start_));
+    return ToGrpcStatus(status);
+  }
+
+ private:
+  Metrics* const metrics_;
+  const char* const method_;
+  const absl::Time start_;
+};
+
+// Runs a unary handler to completion on the calling gRPC thread.
+template <typename Handler>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Metrics* metrics,
+                                const char* method, Handler handler) {
+  RpcTimer timer(metrics, method);
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(timer.Done(handler()));
+  return reactor;
+}
+
+v1::ModelGeometry ToProto(const cache::ModelConfig& c) {
+  v1::ModelGeometry g;
+  g.set_architecture(c.architecture);
+  g.set_num_layers(c.num_layers);
+  g.set_hidden_size(c.hidden_size);
+  g.set_num_q_heads(c.num_q_heads);
+  g.set_num_kv_heads(c.num_kv_heads);
+  g.set_head_dim(c.k_head_dim);
+  g.set_v_head_dim(c.v_head_dim);
+  return g;
+}
+
+}  // namespace
+
+CacheService::CacheService(cache::KvCache* cache, Metrics* metrics, uint32_t get_chunk_bytes)
+    : cache_(cache), metrics_(metrics), get_chunk_bytes_(get_chunk_bytes) {}
+
+grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContext* ctx,
+                                                      const v1::RegisterModelRequest* request,
+                                                      v1::RegisterModelResponse* response) {
+  return Unary(ctx, metrics_, "RegisterModel", [&]() -> absl::Status {
+    const uint32_t page_tokens = request->page_tokens() == 0 ? 16 : request->page_tokens();
+    absl::StatusOr<cache::Registration> reg;
+    switch (request->source_case()) {
+      case v1::RegisterModelRequest::kModelDir:
+        reg = cache_->models().RegisterDir(request->model_dir(), page_tokens);
+        break;
+      case v1::RegisterModelRequest::kConfigJson:
+        reg = cache_->models().RegisterConfig(request->config_json(), page_tokens);
+        break;
+      default:
+        return absl::InvalidArgumentError("source: set model_dir or config_json");
+    }
+    if (!reg.ok()) return reg.status();
+    const cache::RegisteredModel& m = *reg->model;
+    response->set_model_id(m.model_id);
+    *response->mutable_geometry() = ToProto(m.config);
+    response->set_page_tokens(m.geometry.page_tokens);
+    response->set_page_bytes_16bit(m.geometry.PageElems() * 2);
+    response->set_already_registered(reg->already_registered);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
+                                               const v1::LookupRequest* request,
+                                               v1::LookupResponse* response) {
+  return Unary(ctx, metrics_, "Lookup", [&]() -> absl::Status {
+    const auto& tokens = request->tokens();
+    auto r = cache_->Lookup(kDefaultTenant, request->model_id(),
+                            {tokens.data(), size_t(tokens.size())});
+    if (!r.ok()) return r.status();
+    response->set_hit_tokens(r->hit_tokens);
+    for (cache::Tier t : r->tiers) response->add_page_tiers(static_cast<v1::Tier>(t));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheService::Delete(grpc::CallbackServerContext* ctx,
+                                               const v1::DeleteRequest* request,
+                                               v1::DeleteResponse* response) {
+  return Unary(ctx, metrics_, "Delete", [&]() -> absl::Status {
+    const auto& tokens = request->tokens();
+    auto n = cache_->Delete(kDefaultTenant, request->model_id(),
+                            {tokens.data(), size_t(tokens.size())}, request->first_page());
+    if (!n.ok()) return n.status();
+    response->set_pages_deleted(*n);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx,
+                                                const v1::ExplainRequest* request,
+                                                v1::ExplainResponse* response) {
+  return Unary(ctx, metrics_, "Explain", [&]() -> absl::Status {
+    const auto& tokens = request->tokens();
+    cache::ExplainResult r = cache_->Explain(kDefaultTenant, request->model_id(),
+                                             {tokens.data(), size_t(tokens.size())});
+    using R = cache::ExplainResult::Reason;
+    v1::ExplainResponse::Reason reason = v1::ExplainResponse::REASON_UNSPECIFIED;
+    switch (r.reason) {
+      case R::kAllHit: reason = v1::ExplainResponse::REASON_ALL_HIT; break;
+      case R::kUnknownModel: reason = v1::ExplainResponse::REASON_UNKNOWN_MODEL; break;
+      case R::kAbsent: reason = v1::ExplainResponse::REASON_ABSENT; break;
+      case R::kEvicted: reason = v1::ExplainResponse::REASON_EVICTED; break;
+      case R::kPartialPage: reason = v1::ExplainResponse::REASON_PARTIAL_PAGE; break;
+    }
+    response->set_hit_tokens(r.hit_tokens);
+    response->set_first_missing_page(r.first_missing_page);
+    response->set_reason(reason);
+    response->set_detail(r.detail);
+    for (const auto& key : r.keys) response->add_page_keys(cache::ToHex(key));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* ctx,
+                                              const v1::StatsRequest* request,
+                                              v1::StatsResponse* response) {
+  return Unary(ctx, metrics_, "Stats", [&]() -> absl::Status {
+    const cache::TenantStats s = cache_->Stats(kDefaultTenant);
+    v1::TenantStats* t = response->add_tenants();
+    t->set_tenant(kDefaultTenant);
+    t->set_pages(s.host.pages);
+    t->set_stored_bytes(s.host.stored_bytes);
+    t->set_logical_bytes(s.host.logical_bytes);
+    t->set_lookups(s.lookups);
+    t->set_hit_tokens(s.hit_tokens);
+    t->set_miss_tokens(s.miss_tokens);
+    t->set_evictions(s.host.evictions);
+    response->set_host_budget_bytes(cache_->host().budget_bytes());
+    response->set_host_used_bytes(cache_->host().used_bytes());
+    response->set_models(static_cast<uint32_t>(cache_->models().size()));
+    return absl::OkStatus();
+  });
+}
+
+// Reads a Put stream message by message into a PutAssembler.
+class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
+ public:
+  PutReactor(CacheService* service, grpc::CallbackServerContext* ctx, v1::PutResponse* response)
+      : service_(service),
+        ctx_(ctx),
+        response_(response),
+        timer_(service->metrics_, "Put"),
+        assembler_(service->cache_, kDefaultTenant) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client half-closed, or the call broke
+      if (ctx_->IsCancelled()) return End(absl::CancelledError("put: cancelled by the client"));
+      absl::Status s = assembler_.Finish();
+      if (s.ok()) *response_ = assembler_.response();
+      return End(s);
+    }
+    for (const auto& c : request_.chunks()) bytes_ += c.data().size();
+    if (absl::Status s = assembler_.Add(request_); !s.ok()) {
+      const uint32_t stored = assembler_.response().pages_stored();
+      return End(stored == 0 ? s
+                             : absl::Status(s.code(), absl::StrCat(s.message(), " (", stored,
+                                                                   " earlier pages were stored)")));
+    }
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void End(const absl::Status& s) {
+    service_->metrics_->RecordBytes(kDefaultTenant, "in", bytes_);
+    Finish(timer_.Done(s));
+  }
+
+  CacheService* const service_;
+  grpc::CallbackServerContext* const ctx_;
+  v1::PutResponse* const response_;
+  RpcTimer timer_;
+  PutAssembler assembler_;
+  v1::PutRequest request_;
+  uint64_t bytes_ = 0;
+};
+
+grpc::ServerReadReactor<v1::PutRequest>* CacheService::Put(grpc::CallbackServerContext* ctx,
+                                                           v1::PutResponse* response) {
+  return new PutReactor(this, ctx, response);
+}
+
+// Writes a Get stream one message at a time from a GetStreamer.
+class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
+ public:
+  GetReactor(CacheService* service, const v1::GetRequest& request)
+      : service_(service), timer_(service->metrics_, "Get") {
+    auto streamer = GetStreamer::Start(service->cache_, kDefaultTenant, request,
+                                       service->get_chunk_bytes_);
+    if (!streamer.ok()) {
+      Finish(timer_.Done(streamer.status()));
+      return;
+    }
+    streamer_ = *std::move(streamer);
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return End(absl::CancelledError("get: the client went away mid-stream"));
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (streamer_->Next(&response_)) {
+      StartWrite(&response_);
+    } else {
+      End(absl::OkStatus());
+    }
+  }
+
+  void End(const absl::Status& s) {
+    service_->metrics_->RecordBytes(kDefaultTenant, "out", streamer_->bytes_sent());
+    Finish(timer_.Done(s));
+  }
+
+  CacheService* const service_;
+  RpcTimer timer_;
+  std::unique_ptr<GetStreamer> streamer_;
+  v1::GetResponse response_;
+};
+
+grpc::ServerWriteReactor<v1::GetResponse>* CacheService::Get(grpc::CallbackServerContext* ctx,
+                                                             const v1::GetRequest* request) {
+  return new GetReactor(this, *request);
+}
+
+}  // namespace slimkv::daemon

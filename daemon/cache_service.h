@@ -1,0 +1,52 @@
+// CacheService: slimkv.v1.Cache on gRPC's callback API. A thin layer: it validates the wire
+// messages, calls the KvCache, translates statuses in one place (grpc_status.h) and records
+// every call's metrics. Stream rules live in PutAssembler and GetStreamer.
+//
+// Tenancy: until tenant authentication exists every call acts for the tenant "default".
+//
+// Thread-safety: internally synchronized (gRPC calls it from its own threads).
+#pragma once
+
+#include <cstdint>
+
+#include "cache/kv_cache.h"
+#include "daemon/metrics.h"
+#include "slimkv/v1/cache.grpc.pb.h"
+
+namespace slimkv::daemon {
+
+class CacheService final : public v1::Cache::CallbackService {
+ public:
+  // `cache` and `metrics` must outlive the service.
+  CacheService(cache::KvCache* cache, Metrics* metrics, uint32_t get_chunk_bytes);
+
+  grpc::ServerUnaryReactor* RegisterModel(grpc::CallbackServerContext* ctx,
+                                          const v1::RegisterModelRequest* request,
+                                          v1::RegisterModelResponse* response) override;
+  grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* ctx,
+                                   const v1::LookupRequest* request,
+                                   v1::LookupResponse* response) override;
+  grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
+                                               v1::PutResponse* response) override;
+  grpc::ServerWriteReactor<v1::GetResponse>* Get(grpc::CallbackServerContext* ctx,
+                                                 const v1::GetRequest* request) override;
+  grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
+                                   const v1::DeleteRequest* request,
+                                   v1::DeleteResponse* response) override;
+  grpc::ServerUnaryReactor* Explain(grpc::CallbackServerContext* ctx,
+                                    const v1::ExplainRequest* request,
+                                    v1::ExplainResponse* response) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
+                                  const v1::StatsRequest* request,
+                                  v1::StatsResponse* response) override;
+
+ private:
+  class PutReactor;
+  class GetReactor;
+
+  cache::KvCache* const cache_;
+  Metrics* const metrics_;
+  const uint32_t get_chunk_bytes_;
+};
+
+}  // namespace slimkv::daemon

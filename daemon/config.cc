@@ -1,0 +1,85 @@
+#include "daemon/config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace slimkv::daemon {
+
+namespace {
+
+class CollectErrors : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (first_.empty()) first_ = absl::StrCat("line ", line + 1, " column ", column + 1, ": ", message);
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+}  // namespace
+
+v1::DaemonConfig DefaultConfig() {
+  v1::DaemonConfig c;
+  c.set_listen("127.0.0.1:50551");
+  c.set_metrics_listen("127.0.0.1:9551");
+  c.set_data_dir("./slimkv-data");
+  c.set_host_budget_bytes(4ull << 30);
+  c.set_max_message_bytes(4u << 20);
+  c.set_get_chunk_bytes(1u << 20);
+  c.set_max_page_bytes(1ull << 30);
+  c.set_explain_evicted_keys(65536);
+  return c;
+}
+
+absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
+  const v1::DaemonConfig d = DefaultConfig();
+  if (config.listen().empty()) config.set_listen(d.listen());
+  if (config.metrics_listen().empty()) config.set_metrics_listen(d.metrics_listen());
+  if (config.data_dir().empty()) config.set_data_dir(d.data_dir());
+  if (config.host_budget_bytes() == 0) config.set_host_budget_bytes(d.host_budget_bytes());
+  if (config.max_message_bytes() == 0) config.set_max_message_bytes(d.max_message_bytes());
+  if (config.get_chunk_bytes() == 0) config.set_get_chunk_bytes(d.get_chunk_bytes());
+  if (config.max_page_bytes() == 0) config.set_max_page_bytes(d.max_page_bytes());
+  if (!config.has_explain_evicted_keys()) config.set_explain_evicted_keys(d.explain_evicted_keys());
+
+  if (config.max_message_bytes() < (64u << 10)) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes: ",
+                                                   config.max_message_bytes(),
+                                                   " is below the minimum of 65536"));
+  }
+  // A chunk's framing (page, layer, role, offset, header) stays well under 1 KiB.
+  if (config.get_chunk_bytes() + 1024 > config.max_message_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "get_chunk_bytes: ", config.get_chunk_bytes(), " leaves no room for framing within ",
+        "max_message_bytes ", config.max_message_bytes()));
+  }
+  return config;
+}
+
+absl::StatusOr<v1::DaemonConfig> LoadConfigFile(absl::string_view path) {
+  std::ifstream in{std::string(path)};
+  if (!in) return absl::NotFoundError(absl::StrCat("config: cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::DaemonConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  CollectErrors errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text.str(), &config)) {
+    return absl::InvalidArgumentError(absl::StrCat("config ", path, ": ", errors.first()));
+  }
+  auto done = Finalize(std::move(config));
+  if (!done.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config ", path, ": ", done.status().message()));
+  }
+  return done;
+}
+
+}  // namespace slimkv::daemon

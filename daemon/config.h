@@ -1,0 +1,23 @@
+// Loading and validating the daemon's configuration (slimkv.v1.DaemonConfig).
+//
+// Thread-safety: stateless functions.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "slimkv/v1/config.pb.h"
+
+namespace slimkv::daemon {
+
+// The embedded defaults (SPEC §7), as documented on each field of config.proto.
+v1::DaemonConfig DefaultConfig();
+
+// Parses a text-format config file and fills unset fields with their defaults.
+// NOT_FOUND: unreadable file. INVALID_ARGUMENT: syntax error or unknown field (with line and
+// column), or a bad value (naming the field).
+[[nodiscard]] absl::StatusOr<v1::DaemonConfig> LoadConfigFile(absl::string_view path);
+
+// Fills unset fields with defaults, then checks every value. INVALID_ARGUMENT names the field.
+[[nodiscard]] absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config);
+
+}  // namespace slimkv::daemon

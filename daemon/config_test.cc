@@ -1,0 +1,59 @@
+#include "daemon/config.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace slimkv::daemon {
+namespace {
+
+std::string WriteTemp(const std::string& text) {
+  static int n = 0;
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("slimkv-config-test-" + std::to_string(getpid()) + "-" +
+                             std::to_string(n++) + ".conf")).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(Config, EmptyFileGivesTheEmbeddedDefaults) {
+  auto c = LoadConfigFile(WriteTemp(""));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->listen(), "127.0.0.1:50551");
+  EXPECT_EQ(c->metrics_listen(), "127.0.0.1:9551");
+  EXPECT_EQ(c->data_dir(), "./slimkv-data");
+  EXPECT_EQ(c->host_budget_bytes(), 4ull << 30);
+  EXPECT_EQ(c->explain_evicted_keys(), 65536u);
+}
+
+TEST(Config, FieldsOverrideDefaults) {
+  auto c = LoadConfigFile(WriteTemp("listen: \"127.0.0.1:0\"\nhost_budget_bytes: 1048576\n"
+                                    "explain_evicted_keys: 0\n"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->listen(), "127.0.0.1:0");
+  EXPECT_EQ(c->host_budget_bytes(), 1048576u);
+  EXPECT_EQ(c->explain_evicted_keys(), 0u);  // explicitly none, not the default
+}
+
+TEST(Config, UnknownFieldNamesItAndTheLine) {
+  auto c = LoadConfigFile(WriteTemp("listen: \"127.0.0.1:1\"\nhost_budget: 5\n"));
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("line 2"), std::string::npos) << c.status();
+  EXPECT_NE(c.status().message().find("host_budget"), std::string::npos) << c.status();
+}
+
+TEST(Config, BadValuesNameTheField) {
+  auto wrong_type = LoadConfigFile(WriteTemp("host_budget_bytes: \"lots\"\n"));
+  EXPECT_EQ(wrong_type.status().code(), absl::StatusCode::kInvalidArgument);
+  auto small = LoadConfigFile(WriteTemp("max_message_bytes: 1000\n"));
+  ASSERT_EQ(small.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(small.status().message().find("max_message_bytes"), std::string::npos);
+  auto chunk = LoadConfigFile(WriteTemp("get_chunk_bytes: 4194304\n"));
+  ASSERT_EQ(chunk.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(chunk.status().message().find("get_chunk_bytes"), std::string::npos);
+  EXPECT_EQ(LoadConfigFile("/nonexistent/slimkv.conf").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace slimkv::daemon

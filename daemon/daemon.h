@@ -1,0 +1,49 @@
+// Daemon: one running slimkvd — the cache, its metrics endpoint and the gRPC server (cache
+// service, health checking, reflection) — assembled from a finalized DaemonConfig.
+//
+// Thread-safety: Shutdown() may be called from any thread, once; the rest is constant after
+// Start().
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+#include "cache/kv_cache.h"
+#include "daemon/cache_service.h"
+#include "daemon/metrics.h"
+#include "slimkv/v1/config.pb.h"
+
+namespace slimkv::daemon {
+
+class Daemon {
+ public:
+  // Builds everything and starts serving. UNAVAILABLE when an address cannot be bound;
+  // INVALID_ARGUMENT / PERMISSION_DENIED when data_dir cannot be created.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Daemon>> Start(
+      const v1::DaemonConfig& config);
+  ~Daemon();
+
+  // Ports actually bound (differ from the config when it asked for port 0).
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_->port(); }
+
+  // Blocks until Shutdown().
+  void Wait();
+  // Stops accepting calls, lets calls in flight finish (up to a deadline), and returns.
+  void Shutdown();
+
+ private:
+  Daemon() = default;
+
+  v1::DaemonConfig config_;
+  std::unique_ptr<cache::KvCache> cache_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<CacheService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace slimkv::daemon

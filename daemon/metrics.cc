@@ -1,0 +1,150 @@
+#include "daemon/metrics.h"
+
+#include <exception>
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace slimkv::daemon {
+
+namespace {
+
+// RPC latency buckets: 50 µs to 10 s, about three per decade.
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
+    5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2,
+    0.1,  0.25, 0.5,    1,    2.5,  5,      10};
+
+// gRPC's canonical code names (OK, NOT_FOUND, ...), as the label value of `code`.
+std::string CodeName(absl::StatusCode code) {
+  std::string name = absl::StatusCodeToString(code);
+  return name.empty() ? absl::StrCat(static_cast<int>(code)) : name;
+}
+
+}  // namespace
+
+struct Metrics::Families {
+  prometheus::Family<prometheus::Counter>& rpcs;
+  prometheus::Family<prometheus::Histogram>& rpc_seconds;
+  prometheus::Family<prometheus::Counter>& payload_bytes;
+};
+
+// Turns the cache's own accounting into metric families at scrape time.
+class Metrics::CacheCollector : public prometheus::Collectable {
+ public:
+  explicit CacheCollector(cache::KvCache* cache) : cache_(cache) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    using prometheus::MetricType;
+    auto family = [](std::string name, std::string help, MetricType type) {
+      prometheus::MetricFamily f;
+      f.name = std::move(name);
+      f.help = std::move(help);
+      f.type = type;
+      return f;
+    };
+    auto stored_bytes = family("slimkv_stored_bytes",
+                               "Bytes the cached pages occupy, payload plus per-page overhead.",
+                               MetricType::Gauge);
+    auto stored_pages = family("slimkv_stored_pages", "Cached pages.", MetricType::Gauge);
+    auto logical_bytes = family("slimkv_logical_bytes",
+                                "Bytes the cached pages would occupy stored in full mode.",
+                                MetricType::Gauge);
+    auto evictions = family("slimkv_evictions_total", "Pages evicted to make room.",
+                            MetricType::Counter);
+    auto lookups = family("slimkv_lookups_total", "Lookup calls.", MetricType::Counter);
+    auto hit_tokens = family("slimkv_hit_tokens_total",
+                             "Prompt tokens that lookups found cached.", MetricType::Counter);
+    auto miss_tokens = family("slimkv_miss_tokens_total",
+                              "Prompt tokens that lookups did not find cached.",
+                              MetricType::Counter);
+    auto budget = family("slimkv_tier_budget_bytes", "Byte budget of each tier.",
+                         MetricType::Gauge);
+    auto models = family("slimkv_registered_models", "Models registered.", MetricType::Gauge);
+
+    auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
+                  double value) {
+      prometheus::ClientMetric m;
+      m.label = std::move(labels);
+      (f.type == MetricType::Counter ? m.counter.value : m.gauge.value) = value;
+      f.metric.push_back(std::move(m));
+    };
+    for (const auto& [tenant, s] : cache_->AllStats()) {
+      const std::vector<prometheus::ClientMetric::Label> tier_labels = {{"tenant", tenant},
+                                                                        {"tier", "host"}};
+      add(stored_bytes, tier_labels, s.host.stored_bytes);
+      add(stored_pages, tier_labels, s.host.pages);
+      add(logical_bytes, tier_labels, s.host.logical_bytes);
+      add(evictions, tier_labels, s.host.evictions);
+      add(lookups, {{"tenant", tenant}}, s.lookups);
+      add(hit_tokens, {{"tenant", tenant}}, s.hit_tokens);
+      add(miss_tokens, {{"tenant", tenant}}, s.miss_tokens);
+    }
+    add(budget, {{"tier", "host"}}, cache_->host().budget_bytes());
+    add(models, {}, cache_->models().size());
+    return {stored_bytes, stored_pages, logical_bytes, evictions, lookups,
+            hit_tokens,   miss_tokens,  budget,        models};
+  }
+
+ private:
+  cache::KvCache* const cache_;
+};
+
+absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view listen,
+                                                         cache::KvCache* cache) {
+  std::unique_ptr<Metrics> m(new Metrics());
+  // prometheus-cpp reports bad names and bind failures by throwing: this is the one place
+  // metrics are built, so it is the one place that catches.
+  try {
+    m->registry_ = std::make_shared<prometheus::Registry>();
+    auto& r = *m->registry_;
+    m->families_.reset(new Families{
+        prometheus::BuildCounter()
+            .Name("slimkv_rpcs_total")
+            .Help("Finished RPCs by tenant, method and gRPC status code.")
+            .Register(r),
+        prometheus::BuildHistogram()
+            .Name("slimkv_rpc_duration_seconds")
+            .Help("Time from an RPC's start to its final status, by tenant and method.")
+            .Register(r),
+        prometheus::BuildCounter()
+            .Name("slimkv_payload_bytes_total")
+            .Help("Tensor bytes received by Put (direction=in) and sent by Get (out).")
+            .Register(r),
+    });
+    m->cache_collector_ = std::make_shared<CacheCollector>(cache);
+    m->exposer_ = std::make_unique<prometheus::Exposer>(std::string(listen));
+    m->exposer_->RegisterCollectable(m->registry_);
+    m->exposer_->RegisterCollectable(m->cache_collector_);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("metrics_listen: ", listen, ": ", e.what()));
+  }
+  return m;
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::RecordRpc(absl::string_view tenant, absl::string_view method,
+                        absl::StatusCode code, double seconds) {
+  const std::string t(tenant), meth(method);
+  families_->rpcs.Add({{"tenant", t}, {"method", meth}, {"code", CodeName(code)}}).Increment();
+  families_->rpc_seconds.Add({{"tenant", t}, {"method", meth}}, kLatencyBuckets).Observe(seconds);
+}
+
+void Metrics::RecordBytes(absl::string_view tenant, absl::string_view direction,
+                          uint64_t bytes) {
+  families_->payload_bytes
+      .Add({{"tenant", std::string(tenant)}, {"direction", std::string(direction)}})
+      .Increment(static_cast<double>(bytes));
+}
+
+int Metrics::port() const { return exposer_->GetListeningPorts().front(); }
+
+}  // namespace slimkv::daemon

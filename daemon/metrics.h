@@ -1,0 +1,55 @@
+// slimkvd's Prometheus metrics: the one list of what the daemon exports, registered in one
+// place (Metrics::Create) and served on their own port.
+//
+// Two kinds: RPC metrics are updated as calls finish; cache metrics (stored bytes, pages,
+// lookups, evictions, ...) are read from the KvCache at scrape time, so they can never drift
+// from the cache's own accounting. Names and labels are documented in docs/metrics.md.
+//
+// Thread-safety: internally synchronized.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "cache/kv_cache.h"
+
+namespace prometheus {
+class Exposer;
+class Registry;
+}  // namespace prometheus
+
+namespace slimkv::daemon {
+
+class Metrics {
+ public:
+  // Registers every metric and starts serving /metrics on `listen` (host:port; port 0 picks a
+  // free one). UNAVAILABLE when the address cannot be bound. `cache` must outlive Metrics.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Metrics>> Create(absl::string_view listen,
+                                                                       cache::KvCache* cache);
+  ~Metrics();
+
+  // Records one finished RPC.
+  void RecordRpc(absl::string_view tenant, absl::string_view method, absl::StatusCode code,
+                 double seconds);
+  // Records payload bytes moved by Put (received) and Get (sent).
+  void RecordBytes(absl::string_view tenant, absl::string_view direction, uint64_t bytes);
+
+  // The port /metrics listens on.
+  int port() const;
+
+ private:
+  struct Families;
+  class CacheCollector;
+
+  Metrics() = default;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<Families> families_;
+  std::shared_ptr<CacheCollector> cache_collector_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+}  // namespace slimkv::daemon
