@@ -34,6 +34,8 @@ bool Avx2Supported() {
 namespace {
 
 #define SLIMKV_AVX2 __attribute__((target("avx2,f16c")))
+// Small helpers must inline into the loops: a call per 8 lanes costs more than the work.
+#define SLIMKV_AVX2_INLINE inline __attribute__((target("avx2,f16c"), always_inline))
 
 // ---- element loads and stores (index i counts elements of type T from p) ----
 
@@ -54,7 +56,7 @@ void Store1(void* p, uint64_t i, float v) {
 }
 
 template <DType T>
-SLIMKV_AVX2 __m256 Load8(const void* p, uint64_t i) {
+SLIMKV_AVX2_INLINE __m256 Load8(const void* p, uint64_t i) {
   const uint8_t* b = static_cast<const uint8_t*>(p) + i * DTypeSize(T);
   if constexpr (T == DType::kF32) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(b));
@@ -65,10 +67,15 @@ SLIMKV_AVX2 __m256 Load8(const void* p, uint64_t i) {
   }
 }
 
+template <DType T>
+__attribute__((noinline, cold)) void Store8Scalar(void* p, uint64_t i, const float* f) {
+  for (int k = 0; k < 8; ++k) Store1<T>(p, i + k, f[k]);
+}
+
 // Rounds like FloatToHalf / FloatToBF16. Lanes holding NaN go through those scalar functions,
 // whose NaN encoding (payload, quiet bit) the vector forms do not reproduce.
 template <DType T>
-SLIMKV_AVX2 void Store8(void* p, uint64_t i, __m256 v) {
+SLIMKV_AVX2_INLINE void Store8(void* p, uint64_t i, __m256 v) {
   uint8_t* b = static_cast<uint8_t*>(p) + i * DTypeSize(T);
   if constexpr (T == DType::kF32) {
     _mm256_storeu_ps(reinterpret_cast<float*>(b), v);
@@ -76,7 +83,7 @@ SLIMKV_AVX2 void Store8(void* p, uint64_t i, __m256 v) {
     if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
       alignas(32) float f[8];
       _mm256_store_ps(f, v);
-      for (int k = 0; k < 8; ++k) Store1<T>(p, i + k, f[k]);
+      Store8Scalar<T>(p, i, f);
       return;
     }
     __m128i h;
@@ -95,14 +102,14 @@ SLIMKV_AVX2 void Store8(void* p, uint64_t i, __m256 v) {
 
 // ---- reductions and code packing ----
 
-SLIMKV_AVX2 float HorizontalMax(__m256 v) {
+SLIMKV_AVX2_INLINE float HorizontalMax(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
   m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
   return _mm_cvtss_f32(m);
 }
 
-SLIMKV_AVX2 float HorizontalMin(__m256 v) {
+SLIMKV_AVX2_INLINE float HorizontalMin(__m256 v) {
   __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_min_ps(m, _mm_movehl_ps(m, m));
   m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
@@ -110,7 +117,7 @@ SLIMKV_AVX2 float HorizontalMin(__m256 v) {
 }
 
 // Eight int32 lanes in [0, 255] (or [-128, 127] when signed) to eight bytes.
-SLIMKV_AVX2 void StoreBytes8(uint8_t* p, __m256i c, bool is_signed) {
+SLIMKV_AVX2_INLINE void StoreBytes8(uint8_t* p, __m256i c, bool is_signed) {
   const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
   const __m128i b = is_signed ? _mm_packs_epi16(_mm_packs_epi32(lo, hi), _mm_setzero_si128())
                               : _mm_packus_epi16(_mm_packus_epi32(lo, hi), _mm_setzero_si128());
@@ -118,7 +125,7 @@ SLIMKV_AVX2 void StoreBytes8(uint8_t* p, __m256i c, bool is_signed) {
 }
 
 // Sixteen int32 lanes in [0, 15] to eight bytes, even element in the low nibble.
-SLIMKV_AVX2 void StoreNibbles16(uint8_t* p, __m256i c0, __m256i c1) {
+SLIMKV_AVX2_INLINE void StoreNibbles16(uint8_t* p, __m256i c0, __m256i c1) {
   const __m128i w0 =
       _mm_packus_epi32(_mm256_castsi256_si128(c0), _mm256_extracti128_si256(c0, 1));
   const __m128i w1 =
@@ -131,7 +138,7 @@ SLIMKV_AVX2 void StoreNibbles16(uint8_t* p, __m256i c0, __m256i c1) {
 // ---- encode arithmetic, lane for lane what EncodeElem does to finite values ----
 
 // FloatToE4M3 of eight finite values.
-SLIMKV_AVX2 __m256i Fp8Codes(__m256 y) {
+SLIMKV_AVX2_INLINE __m256i Fp8Codes(__m256 y) {
   const __m256i u = _mm256_castps_si256(y);
   const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
   const __m256 a = _mm256_min_ps(
@@ -152,19 +159,19 @@ SLIMKV_AVX2 __m256i Fp8Codes(__m256 y) {
   return _mm256_or_si256(_mm256_blendv_epi8(normal, subnormal, small), sign);
 }
 
-SLIMKV_AVX2 __m256i RoundedCodes(__m256 y, float lo, float hi) {
+SLIMKV_AVX2_INLINE __m256i RoundedCodes(__m256 y, float lo, float hi) {
   y = _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
   return _mm256_cvtps_epi32(_mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
-SLIMKV_AVX2 __m256i Int4Codes(__m256 x, __m256 zero, __m256 inv) {
+SLIMKV_AVX2_INLINE __m256i Int4Codes(__m256 x, __m256 zero, __m256 inv) {
   return RoundedCodes(_mm256_mul_ps(_mm256_sub_ps(x, zero), inv), 0.0f, 15.0f);
 }
 
 // ---- decode arithmetic ----
 
 // The exact values of eight e4m3 codes.
-SLIMKV_AVX2 __m256 Fp8Values(const uint8_t* p) {
+SLIMKV_AVX2_INLINE __m256 Fp8Values(const uint8_t* p) {
   const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   const __m256i m = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
   const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24);
@@ -178,13 +185,13 @@ SLIMKV_AVX2 __m256 Fp8Values(const uint8_t* p) {
       _mm256_blendv_epi8(bits, nan, _mm256_cmpeq_epi32(m, _mm256_set1_epi32(kFp8E4M3NaN))));
 }
 
-SLIMKV_AVX2 __m256 Int8Values(const uint8_t* p) {
+SLIMKV_AVX2_INLINE __m256 Int8Values(const uint8_t* p) {
   return _mm256_cvtepi32_ps(
       _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
 // Sixteen int4 codes from eight bytes.
-SLIMKV_AVX2 void Int4Values(const uint8_t* p, __m256* v0, __m256* v1) {
+SLIMKV_AVX2_INLINE void Int4Values(const uint8_t* p, __m256* v0, __m256* v1) {
   const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
   const __m128i mask = _mm_set1_epi8(0x0f);
   const __m128i q = _mm_unpacklo_epi8(_mm_and_si128(b, mask),
@@ -211,41 +218,88 @@ SLIMKV_AVX2 void DecodeTail(const uint8_t* tail, uint64_t n, void* dst, uint64_t
 
 // ---- one row at a time: fp8, int8, int4 per token ----
 
-struct GroupRange {
-  Range range;
-  bool finite;
-};
-
+// Group statistics of a row, before any scale: amax of every group (fp8, int8) or min and max
+// (int4) into lo / hi. Returns false when the row holds a NaN or an infinity.
 template <DType T>
-SLIMKV_AVX2 GroupRange RangeOf(const void* src, uint64_t i0, uint64_t n) {
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 max_finite = _mm256_set1_ps(FLT_MAX);
-  __m256 amax = _mm256_setzero_ps();
-  __m256 lo = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  __m256 hi = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  int non_finite = 0;
-  uint64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = Load8<T>(src, i0 + i);
-    const __m256 a = _mm256_and_ps(x, abs_mask);
-    non_finite |= _mm256_movemask_ps(_mm256_cmp_ps(a, max_finite, _CMP_NLE_UQ));
-    amax = _mm256_max_ps(amax, a);
-    lo = _mm256_min_ps(lo, x);
-    hi = _mm256_max_ps(hi, x);
-  }
-  GroupRange g{{HorizontalMax(amax), HorizontalMin(lo), HorizontalMax(hi)}, true};
-  for (; i < n; ++i) {
-    const float x = Load1<T>(src, i0 + i);
-    if (!std::isfinite(x)) {
-      non_finite = 1;
+SLIMKV_AVX2 bool RowRanges(QuantKind kind, const void* src, uint64_t base, uint64_t cq,
+                           uint64_t g, float* lo, float* hi) {
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+  __m256 bad = _mm256_setzero_ps();  // accumulates x - x: NaN iff some x is not finite
+  for (uint64_t c0 = 0, k = 0; c0 < cq; c0 += g, ++k) {
+    const uint64_t n = std::min(g, cq - c0);
+    uint64_t i = 0;
+    if (kind != QuantKind::kInt4) {
+      // On magnitudes, integer max is float max, and NaN / inf (bits >= 0x7f800000) stay
+      // visible in the result: two integer ops per vector.
+      __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
+      for (; i + 16 <= n; i += 16) {
+        m0 = _mm256_max_epi32(m0, _mm256_and_si256(_mm256_castps_si256(Load8<T>(src, base + c0 + i)), abs_mask));
+        m1 = _mm256_max_epi32(m1, _mm256_and_si256(_mm256_castps_si256(Load8<T>(src, base + c0 + i + 8)), abs_mask));
+      }
+      for (; i + 8 <= n; i += 8) {
+        m0 = _mm256_max_epi32(m0, _mm256_and_si256(_mm256_castps_si256(Load8<T>(src, base + c0 + i)), abs_mask));
+      }
+      m0 = _mm256_max_epi32(m0, m1);
+      __m128i m = _mm_max_epi32(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
+      m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4e));
+      m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xb1));
+      uint32_t bits = static_cast<uint32_t>(_mm_cvtsi128_si32(m));
+      for (; i < n; ++i) {
+        const float x = Load1<T>(src, base + c0 + i);
+        uint32_t u;
+        std::memcpy(&u, &x, 4);
+        bits = std::max(bits, u & 0x7fffffffu);
+      }
+      if (bits >= 0x7f800000u) return false;
+      std::memcpy(&lo[k], &bits, 4);
       continue;
     }
-    g.range.amax = std::max(g.range.amax, std::fabs(x));
-    g.range.lo = std::min(g.range.lo, x);
-    g.range.hi = std::max(g.range.hi, x);
+    __m256 vlo = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+    __m256 vhi = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    for (; i + 8 <= n; i += 8) {
+      const __m256 x = Load8<T>(src, base + c0 + i);
+      bad = _mm256_or_ps(bad, _mm256_sub_ps(x, x));
+      vlo = _mm256_min_ps(vlo, x);
+      vhi = _mm256_max_ps(vhi, x);
+    }
+    lo[k] = HorizontalMin(vlo);
+    hi[k] = HorizontalMax(vhi);
+    for (; i < n; ++i) {
+      const float x = Load1<T>(src, base + c0 + i);
+      if (!std::isfinite(x)) return false;
+      lo[k] = std::min(lo[k], x);
+      hi[k] = std::max(hi[k], x);
+    }
   }
-  g.finite = non_finite == 0;
-  return g;
+  return _mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)) == 0;
+}
+
+// ScaleFor of n groups at once: the divisions dominate a group's fixed cost. Same IEEE
+// operations as ScaleFor, lane for lane.
+SLIMKV_AVX2 void Scales(QuantKind kind, uint64_t n, const float* lo, const float* hi,
+                        float* scale, float* zero, float* inv) {
+  uint64_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m256 s;
+    const __m256 l = _mm256_loadu_ps(lo + k);
+    if (kind == QuantKind::kInt4) {
+      const __m256 fifteen = _mm256_set1_ps(15.0f);
+      s = _mm256_sub_ps(_mm256_div_ps(_mm256_loadu_ps(hi + k), fifteen), _mm256_div_ps(l, fifteen));
+      s = _mm256_add_ps(s, _mm256_setzero_ps());
+      _mm256_storeu_ps(zero + k, _mm256_add_ps(l, _mm256_setzero_ps()));
+    } else {
+      s = _mm256_div_ps(l, _mm256_set1_ps(kind == QuantKind::kFp8E4M3 ? kFp8E4M3Max : 127.0f));
+    }
+    const __m256 usable = _mm256_cmp_ps(s, _mm256_set1_ps(FLT_MIN), _CMP_GE_OQ);
+    _mm256_storeu_ps(scale + k, s);
+    _mm256_storeu_ps(inv + k, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), s), usable));
+  }
+  for (; k < n; ++k) {
+    const GroupScale s = ScaleFor(kind, Range{lo[k], lo[k], hi[k]});
+    scale[k] = s.scale;
+    zero[k] = s.zero;
+    inv[k] = s.inv;
+  }
 }
 
 // Codes of n finite values src[i0, i0 + n) into `codes` (int4: starting at a byte boundary).
@@ -283,23 +337,22 @@ SLIMKV_AVX2 void EncodeRows(const QuantParams& p, const void* src, uint64_t rows
   const QuantBlockLayout l = QuantLayout(p, 1, cols);
   const uint64_t cq = cols - p.keep_cols;
   const uint64_t g = QuantGroupSize(p.kind);
+  const uint64_t groups = l.num_groups;
+  std::vector<float> lo(groups), hi(groups), scale(groups), zero(groups), inv(groups);
   for (uint64_t r = 0; r < rows; ++r) {
     uint8_t* rec = dst + r * l.bytes;
     const uint64_t base = r * cols;
-    bool finite = true;
-    for (uint64_t k = 0; k < l.num_groups && finite; ++k) {
-      const uint64_t c0 = k * g, n = std::min(g, cq - c0);
-      const GroupRange gr = RangeOf<T>(src, base + c0, n);
-      finite = gr.finite;
-      if (!finite) break;
-      const GroupScale s = ScaleFor(p.kind, gr.range);
-      PutF32(rec + l.scales_offset + 4 * k, s.scale);
-      if (p.kind == QuantKind::kInt4) PutF32(rec + l.zeros_offset + 4 * k, s.zero);
-      EncodeGroup<T>(p.kind, src, base + c0, n, s, rec + QuantCodeBytesPerRow(p.kind, c0));
-    }
-    if (!finite) {
+    if (!RowRanges<T>(p.kind, src, base, cq, g, lo.data(), hi.data())) {
       QuantEncodeRef(p, static_cast<const uint8_t*>(src) + base * DTypeSize(T), T, 1, cols, rec);
       continue;
+    }
+    Scales(p.kind, groups, lo.data(), hi.data(), scale.data(), zero.data(), inv.data());
+    std::memcpy(rec + l.scales_offset, scale.data(), 4 * groups);
+    if (p.kind == QuantKind::kInt4) std::memcpy(rec + l.zeros_offset, zero.data(), 4 * groups);
+    for (uint64_t k = 0; k < groups; ++k) {
+      const uint64_t c0 = k * g;
+      EncodeGroup<T>(p.kind, src, base + c0, std::min(g, cq - c0), GroupScale{scale[k], zero[k], inv[k]},
+                     rec + QuantCodeBytesPerRow(p.kind, c0));
     }
     EncodeTail<T>(src, base + cq, p.keep_cols, rec + l.tail_offset);
   }
@@ -358,7 +411,7 @@ SLIMKV_AVX2 void EncodeInt4PerChannel(const QuantParams& p, const void* src, uin
                                       uint64_t cols, uint8_t* dst) {
   const uint64_t block_rows = QuantBlockRows(p);
   const uint64_t cq = cols - p.keep_cols;
-  std::vector<float> lo(cq), hi(cq), zero(cq), inv(cq);
+  std::vector<float> lo(cq), hi(cq), scale(cq), zero(cq), inv(cq);
   for (uint64_t r0 = 0; r0 < rows; r0 += block_rows) {
     const uint64_t b = std::min(block_rows, rows - r0);
     const QuantBlockLayout l = QuantLayout(p, b, cols);
@@ -390,13 +443,9 @@ SLIMKV_AVX2 void EncodeInt4PerChannel(const QuantParams& p, const void* src, uin
                      block);
       continue;
     }
-    for (uint64_t c = 0; c < cq; ++c) {
-      const GroupScale s = ScaleFor(QuantKind::kInt4, Range{0.0f, lo[c], hi[c]});
-      PutF32(block + l.scales_offset + 4 * c, s.scale);
-      PutF32(block + l.zeros_offset + 4 * c, s.zero);
-      zero[c] = s.zero;
-      inv[c] = s.inv;
-    }
+    Scales(QuantKind::kInt4, cq, lo.data(), hi.data(), scale.data(), zero.data(), inv.data());
+    std::memcpy(block + l.scales_offset, scale.data(), 4 * cq);
+    std::memcpy(block + l.zeros_offset, zero.data(), 4 * cq);
     for (uint64_t r = 0; r < b; ++r) {
       const uint64_t base = (r0 + r) * cols;
       uint8_t* codes = block + r * l.code_bytes_per_row;
