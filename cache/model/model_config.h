@@ -49,7 +49,7 @@ struct RopeConfig {
 enum class LatentLayout {
   kNone,
   kDeepSeek,  // c_kv[d_c] + one shared k_rope[d_r] per token
-  kMha2Mla,   // per-KV-head rope dims h_kv*r + h_kv*d_kv latent (docs/model-config.md)
+  kMha2Mla,   // per-KV-head rope dims h_kv*r + h_kv*d_kv latent
 };
 
 // Multi-head latent attention geometry (DeepSeek V2/V3, TransMLA / MHA2MLA conversions).
@@ -89,11 +89,15 @@ struct ModelConfig {
   std::string torch_dtype;       // as written in config.json; "" when absent
 };
 
-// Parses config.json text. On success every size is in [1, 1<<20] and the heads divide.
+// Parses config.json text; docs/model-fingerprint.md §3 lists the fields read per model_type.
+// MLA is recognised from deepseek_v2/v3 configs (TransMLA conversions write deepseek_v3, with
+// `qk_latent_layernorm` and `attention_bias`) and from llama/mistral/qwen2 configs carrying the
+// `mha2mla` block MHA2MLA's training script writes (`rope_dim_for_mla`, `low_rank`,
+// `svd_init_method: "joint"`). On success every size is in [1, 1<<20] and the heads divide.
 // INVALID_ARGUMENT naming the field when the text is not JSON, a field is missing, of the
 // wrong type or out of range (0 or > 1<<20 for sizes; q heads not a multiple of kv heads),
 // when the model_type is not a supported architecture, or when rope_scaling is of a kind
-// SlimKV cannot reproduce (phi3 `longrope`/`su`: the factors vary per dim and position).
+// SlimKV cannot reproduce (phi3 `longrope`/`su`: its factors switch with sequence length).
 [[nodiscard]] absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view config_json);
 
 // Canonical byte encoding of the geometry (fixed field order, little-endian): the geometry

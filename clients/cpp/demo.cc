@@ -18,8 +18,8 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "cache/model/safetensors.h"
 #include "clients/cpp/slimkv_client.h"
+#include "clients/cpp/synthetic_model.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50551", "slimkvd gRPC address");
 ABSL_FLAG(std::string, model_dir, "",
@@ -31,21 +31,14 @@ namespace {
 
 using kernels::DType;
 
-constexpr uint32_t kLayers = 4, kHidden = 256, kHeads = 4, kHeadDim = 64, kPageTokens = 16;
-constexpr uint32_t kE = kHeads * kHeadDim;
-constexpr double kRopeTheta = 10000.0;
+constexpr uint32_t kPageTokens = 16;
+const SyntheticModel kModel;  // 4 layers, d = 256, 4 heads × 64
+const uint32_t kE = kModel.e(), kHeadDim = kModel.head_dim, kHidden = kModel.hidden_size;
 
-// Deterministic weights W_K (role 0) and W_V (role 1) of each layer, [d, e] row-major, rounded
-// to bf16 as the checkpoint stores them.
 const std::vector<float>& Weights(uint32_t l, int role) {
   static const auto* all = [] {
-    auto* w = new std::vector<std::vector<float>>(2 * kLayers);
-    std::mt19937 rng(42);
-    std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(float(kHidden)));
-    for (auto& m : *w) {
-      m.resize(size_t{kHidden} * kE);
-      for (float& x : m) x = kernels::BF16ToFloat(kernels::FloatToBF16(normal(rng)));
-    }
+    auto* w = new std::vector<std::vector<float>>;
+    for (uint32_t i = 0; i < 2 * kModel.num_layers; ++i) w->push_back(kModel.Weight(i / 2, i % 2));
     return w;
   }();
   return (*all)[2 * l + role];
@@ -60,41 +53,13 @@ std::vector<float> Embedding(uint32_t token, uint32_t l) {
   return x;
 }
 
-absl::Status WriteModel(const std::string& dir) {
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/config.json") << absl::StrFormat(R"({
-  "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-  "num_hidden_layers": %u, "hidden_size": %u, "intermediate_size": 688,
-  "num_attention_heads": %u, "num_key_value_heads": %u, "head_dim": %u,
-  "max_position_embeddings": 4096, "rope_theta": %.1f, "rms_norm_eps": 1e-5,
-  "vocab_size": 32000, "torch_dtype": "bfloat16"
-})", kLayers, kHidden, kHeads, kHeads, kHeadDim, kRopeTheta);
-  std::vector<cache::TensorToWrite> tensors;
-  for (uint32_t l = 0; l < kLayers; ++l) {
-    for (int role = 0; role < 2; ++role) {
-      cache::TensorToWrite t;
-      t.name = absl::StrCat("model.layers.", l, ".self_attn.", role ? "v" : "k", "_proj.weight");
-      t.dtype = DType::kBF16;
-      t.shape = {kE, kHidden};  // HF stores W^T: [out, in]
-      t.data.resize(size_t{kE} * kHidden * 2);
-      auto* out = reinterpret_cast<uint16_t*>(t.data.data());
-      const std::vector<float>& w = Weights(l, role);
-      for (uint32_t r = 0; r < kE; ++r) {
-        for (uint32_t c = 0; c < kHidden; ++c) out[r * kHidden + c] = kernels::FloatToBF16(w[c * kE + r]);
-      }
-      tensors.push_back(std::move(t));
-    }
-  }
-  return cache::WriteSafetensors(dir + "/model.safetensors", tensors);
-}
-
 // The engine's KV of one page: per layer K (RoPE'd, half-split pairing) then V, in bf16.
 PageData ComputePage(const ModelHandle& m, const std::vector<uint32_t>& tokens, uint32_t page) {
   PageData out;
   out.dtype = DType::kBF16;
   out.bytes.resize(m.PageElems() * 2);
   std::vector<float> k(kE), v(kE);
-  for (uint32_t l = 0; l < kLayers; ++l) {
+  for (uint32_t l = 0; l < kModel.num_layers; ++l) {
     auto* kd = reinterpret_cast<uint16_t*>(out.bytes.data() + m.TensorOffset(l, v1::TENSOR_ROLE_K, DType::kBF16));
     auto* vd = reinterpret_cast<uint16_t*>(out.bytes.data() + m.TensorOffset(l, v1::TENSOR_ROLE_V, DType::kBF16));
     for (uint32_t t = 0; t < kPageTokens; ++t) {
@@ -106,10 +71,10 @@ PageData ComputePage(const ModelHandle& m, const std::vector<uint32_t>& tokens, 
       for (uint32_t i = 0; i < kHidden; ++i) {
         for (uint32_t j = 0; j < kE; ++j) k[j] += x[i] * wk[i * kE + j], v[j] += x[i] * wv[i * kE + j];
       }
-      for (uint32_t h = 0; h < kHeads; ++h) {  // rotate_half: dim i pairs with i + d_h/2
+      for (uint32_t h = 0; h < kModel.num_kv_heads; ++h) {  // rotate_half: dim i pairs with i + d_h/2
         float* kh = &k[h * kHeadDim];
         for (uint32_t i = 0; i < kHeadDim / 2; ++i) {
-          const double angle = pos * std::pow(kRopeTheta, -2.0 * i / kHeadDim);
+          const double angle = pos * std::pow(kModel.rope_theta, -2.0 * i / kHeadDim);
           const float a = kh[i], b = kh[i + kHeadDim / 2];
           kh[i] = float(a * std::cos(angle) - b * std::sin(angle));
           kh[i + kHeadDim / 2] = float(b * std::cos(angle) + a * std::sin(angle));
@@ -136,7 +101,7 @@ int Run() {
   if (dir.empty()) {
     dir = (std::filesystem::temp_directory_path() / absl::StrCat("slimkv-demo-model-", getpid())).string();
   }
-  if (auto s = WriteModel(dir); !s.ok()) {
+  if (auto s = kModel.Write(dir); !s.ok()) {
     std::cerr << "demo: writing the model: " << s << "\n";
     return 1;
   }
