@@ -72,17 +72,14 @@ void AddRows(float* m, int64_t rows, int cols, int ld, const float* bias) {
   }
 }
 
-// bias_out − bias_in·M for M [n_in, n_out] (either bias may be null); empty when both are.
-std::vector<float> FoldBias(const float* bias_in, const float* m, int n_in, int n_out,
-                            const float* bias_out) {
-  if (bias_in == nullptr && bias_out == nullptr) return {};
-  std::vector<float> out(n_out, 0.0f);
-  if (bias_out != nullptr) std::memcpy(out.data(), bias_out, n_out * sizeof(float));
-  if (bias_in != nullptr) {
-    cblas_sgemv(CblasRowMajor, CblasTrans, n_in, n_out, -1.0f, m, n_out, bias_in, 1, 1.0f,
-                out.data(), 1);
-  }
-  return out;
+// *acc −= bias·M for M [n_in, n_out]; a null bias changes nothing, and an empty *acc starts at
+// zero. An empty result means "no bias at all".
+void SubtractBiasTimes(const float* bias, const float* m, int n_in, int n_out,
+                       std::vector<float>* acc) {
+  if (bias == nullptr) return;
+  if (acc->empty()) acc->assign(n_out, 0.0f);
+  cblas_sgemv(CblasRowMajor, CblasTrans, n_in, n_out, -1.0f, m, n_out, bias, 1, 1.0f,
+              acc->data(), 1);
 }
 
 const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
@@ -146,7 +143,10 @@ absl::Status DecodeSlim(const KvCodecLayer& l, int64_t tokens, const int32_t* po
   F32Out vo(v, n);
   Gemm(tokens, e, e, kr.get(), e, l.w_kv, e, false, 0.0f, vo.get(), e);
   // (K_raw − b_K)·W_KV + b_V = K_raw·W_KV + (b_V − b_K·W_KV).
-  AddRows(vo.get(), tokens, e, e, OrNull(FoldBias(l.proj.b_k, l.w_kv, e, e, l.proj.b_v)));
+  std::vector<float> bias;
+  if (l.proj.b_v != nullptr) bias.assign(l.proj.b_v, l.proj.b_v + e);
+  SubtractBiasTimes(l.proj.b_k, l.w_kv, e, e, &bias);
+  AddRows(vo.get(), tokens, e, e, OrNull(bias));
   vo.Commit();
   F32Out ko(k, n);
   std::memcpy(ko.get(), kr.get(), n * sizeof(float));
@@ -174,13 +174,9 @@ absl::Status EncodeXcacheFromKv(const KvCodecLayer& l, int64_t tokens, const int
   Gemm(tokens, d, e, kr.data(), e, p_k, d, false, 0.0f, xo.get(), d);
   Gemm(tokens, d, e, vi.get(), e, p_v, d, false, 1.0f, xo.get(), d);
   // x = K_raw·P_K + V·P_V − (b_K·P_K + b_V·P_V).
-  std::vector<float> bias = FoldBias(l.proj.b_k, p_k, e, d, nullptr);
-  const std::vector<float> bias_v = FoldBias(l.proj.b_v, p_v, e, d, nullptr);
-  if (bias.empty()) {
-    bias = bias_v;
-  } else if (!bias_v.empty()) {
-    for (int j = 0; j < d; ++j) bias[j] += bias_v[j];
-  }
+  std::vector<float> bias;
+  SubtractBiasTimes(l.proj.b_k, p_k, e, d, &bias);
+  SubtractBiasTimes(l.proj.b_v, p_v, e, d, &bias);
   AddRows(xo.get(), tokens, d, d, OrNull(bias));
   xo.Commit();
   return absl::OkStatus();
@@ -230,13 +226,9 @@ absl::Status EncodeProjected(const KvCodecLayer& l, int64_t tokens, const int32_
   }
   Gemm(tokens, R, e, vi.get(), e, b_v_rows, R, false, 1.0f, c, width);
   // c = [K_p, V]·B_R − [b_K,p, b_V]·B_R.
-  std::vector<float> bias = FoldBias(OrNull(bias_k), b_k_rows, nk, R, nullptr);
-  const std::vector<float> bias_v = FoldBias(l.proj.b_v, b_v_rows, e, R, nullptr);
-  if (bias.empty()) {
-    bias = bias_v;
-  } else if (!bias_v.empty()) {
-    for (int r = 0; r < R; ++r) bias[r] += bias_v[r];
-  }
+  std::vector<float> bias;
+  SubtractBiasTimes(OrNull(bias_k), b_k_rows, nk, R, &bias);
+  SubtractBiasTimes(l.proj.b_v, b_v_rows, e, R, &bias);
   AddRows(c, tokens, R, width, OrNull(bias));
   out.Commit();
   return absl::OkStatus();

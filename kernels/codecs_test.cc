@@ -2,6 +2,7 @@
 // and against direct recomputation from x (K = R_p·(x·W_K + b_K), V = x·W_V + b_V), plus the
 // factorizations (Eckart–Young, conditioning) and RoPE schedules.
 #include <cmath>
+#include <functional>
 #include <numbers>
 #include <random>
 #include <string>
@@ -214,6 +215,20 @@ class CodecConformance : public testing::TestWithParam<Geometry> {
     EXPECT_LE(RelFro(v.values(), v_true), tol_truth);
   }
 
+  // Adapters from a codec function to the Encode / Decode shapes Check() takes.
+  template <class F>
+  Encode EncodeKv(F fn) {
+    return [this, fn](ConstTensor k, ConstTensor v, MutableTensor s) {
+      return fn(layer_, kTokens, positions_.data(), k, v, s);
+    };
+  }
+  template <class F>
+  Decode DecodeWith(F fn) {
+    return [this, fn](ConstTensor s, MutableTensor k, MutableTensor v) {
+      return fn(layer_, kTokens, positions_.data(), s, k, v);
+    };
+  }
+
   // Tolerance against the truth: 1e-5 in fp32; otherwise the engine's own rounding (u) plus
   // the predicted amplification of it, with a safety factor of 4.
   double TruthTol(DType t, double predicted) const {
@@ -266,13 +281,8 @@ TEST_P(CodecConformance, Slim) {
         return fn(layer_, kTokens, positions_.data(), k, s);
       };
     };
-    auto dec = [&](auto fn) {
-      return [&, fn](ConstTensor s, MutableTensor k, MutableTensor v) {
-        return fn(layer_, kTokens, positions_.data(), s, k, v);
-      };
-    };
-    Check("slim", t, SlimStoredElems(proj_), enc(EncodeSlim), enc(EncodeSlimRef), dec(DecodeSlim),
-          dec(DecodeSlimRef), TruthTol(t, PredictedRelError(*cond, proj_, PredictedMode::kSlim, t)));
+    Check("slim", t, SlimStoredElems(proj_), enc(EncodeSlim), enc(EncodeSlimRef),
+          DecodeWith(DecodeSlim), DecodeWith(DecodeSlimRef), TruthTol(t, PredictedRelError(*cond, proj_, PredictedMode::kSlim, t)));
   }
 }
 
@@ -285,13 +295,9 @@ TEST_P(CodecConformance, XcacheFromX) {
         return fn(layer_, kTokens, x.in(), s);
       };
     };
-    auto dec = [&](auto fn) {
-      return [&, fn](ConstTensor s, MutableTensor k, MutableTensor v) {
-        return fn(layer_, kTokens, positions_.data(), s, k, v);
-      };
-    };
     Check("xcache(x)", t, XcacheStoredElems(proj_), enc(EncodeXcacheFromX),
-          enc(EncodeXcacheFromXRef), dec(DecodeXcache), dec(DecodeXcacheRef), TruthTol(t, 0));
+          enc(EncodeXcacheFromXRef), DecodeWith(DecodeXcache), DecodeWith(DecodeXcacheRef),
+          TruthTol(t, 0));
   }
 }
 
@@ -304,18 +310,8 @@ TEST_P(CodecConformance, XcacheFromKv) {
   absl::StatusOr<Conditioning> cond = AnalyzeConditioning(proj_);
   ASSERT_TRUE(cond.ok());
   for (DType t : kDTypes) {
-    auto enc = [&](auto fn) {
-      return [&, fn](ConstTensor k, ConstTensor v, MutableTensor s) {
-        return fn(layer_, kTokens, positions_.data(), k, v, s);
-      };
-    };
-    auto dec = [&](auto fn) {
-      return [&, fn](ConstTensor s, MutableTensor k, MutableTensor v) {
-        return fn(layer_, kTokens, positions_.data(), s, k, v);
-      };
-    };
-    Check("xcache(kv)", t, XcacheStoredElems(proj_), enc(EncodeXcacheFromKv),
-          enc(EncodeXcacheFromKvRef), dec(DecodeXcache), dec(DecodeXcacheRef),
+    Check("xcache(kv)", t, XcacheStoredElems(proj_), EncodeKv(EncodeXcacheFromKv),
+          EncodeKv(EncodeXcacheFromKvRef), DecodeWith(DecodeXcache), DecodeWith(DecodeXcacheRef),
           TruthTol(t, PredictedRelError(*cond, proj_, PredictedMode::kXcacheFromKv, t)));
   }
 }
@@ -367,18 +363,9 @@ TEST_P(CodecConformance, Projected) {
       layer_.n_kept = with_kept ? static_cast<int>(kept.size()) : 0;
       const bool exact = R == full_rank && n >= g.d;
       for (DType t : kDTypes) {
-        auto enc = [&](auto fn) {
-          return [&, fn](ConstTensor k, ConstTensor v, MutableTensor s) {
-            return fn(layer_, kTokens, positions_.data(), k, v, s);
-          };
-        };
-        auto dec = [&](auto fn) {
-          return [&, fn](ConstTensor s, MutableTensor k, MutableTensor v) {
-            return fn(layer_, kTokens, positions_.data(), s, k, v);
-          };
-        };
-        Check("projected", t, ProjectedStoredElems(layer_), enc(EncodeProjected),
-              enc(EncodeProjectedRef), dec(DecodeProjected), dec(DecodeProjectedRef),
+        Check("projected", t, ProjectedStoredElems(layer_), EncodeKv(EncodeProjected),
+              EncodeKv(EncodeProjectedRef), DecodeWith(DecodeProjected),
+              DecodeWith(DecodeProjectedRef),
               exact ? TruthTol(t, 0) : 1.0);
       }
     }
