@@ -111,9 +111,6 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
         absl::StrCat("chunks.offset: ", chunk.offset(), " but the tensor has not started", where));
   }
   const uint64_t size = building_->TensorBytes(role);
-  if (t.received == size) {
-    return absl::InvalidArgumentError(absl::StrCat("chunks: tensor already complete", where));
-  }
   if (chunk.offset() != t.received) {
     return absl::InvalidArgumentError(absl::StrCat("chunks.offset: ", chunk.offset(),
                                                    ", expected ", t.received, where));
