@@ -55,5 +55,20 @@ TEST(Config, BadValuesNameTheField) {
   EXPECT_EQ(LoadConfigFile("/nonexistent/slimkv.conf").status().code(), absl::StatusCode::kNotFound);
 }
 
+// The sample config in ops/ documents every field at its default: loading it must give exactly
+// the embedded defaults, so the sample cannot drift from the code.
+TEST(Config, SampleConfigIsTheDefaults) {
+  auto c = LoadConfigFile(SLIMKV_SAMPLE_CONFIG);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->DebugString(), DefaultConfig().DebugString());
+  const auto* d = v1::DaemonConfig::descriptor();
+  std::ifstream in(SLIMKV_SAMPLE_CONFIG);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  for (int i = 0; i < d->field_count(); ++i) {
+    EXPECT_NE(text.find("\n" + d->field(i)->name() + ":"), std::string::npos)
+        << "ops/slimkvd.conf does not document " << d->field(i)->name();
+  }
+}
+
 }  // namespace
 }  // namespace slimkv::daemon

@@ -249,6 +249,27 @@ absl::StatusOr<Fingerprint> ModelFingerprint(const ModelConfig& config,
         update(v->data, v->bytes);
       }
     }
+    // Every other tensor shapes the KV too (embeddings, norms, earlier layers' MLPs change the
+    // layer inputs x), so a revision that differs only there must not share page keys. Reading
+    // whole checkpoints at registration is too slow (hundreds of GB), and a fine-tune rewrites
+    // nearly every element of what it touches, so each tensor enters with its header and a
+    // sample: kSampleBytes at every kSampleStride bytes, and its last kSampleBytes.
+    constexpr size_t kSampleBytes = 64, kSampleStride = 64 << 10;
+    for (const std::string& name : weights->Names()) {
+      std::string record;
+      AppendLE(record, name.size(), 4);
+      record += name;
+      absl::StatusOr<TensorView> v = weights->Find(name);
+      AppendLE(record, v.ok() ? 1 : 0, 1);  // 0: not fp32/fp16/bf16; only its name enters
+      if (v.ok()) record += TensorRecordHeader(*v);
+      update(record.data(), record.size());
+      if (!v.ok()) continue;
+      for (size_t off = 0; off < v->bytes; off += kSampleStride) {
+        update(v->data + off, std::min(kSampleBytes, v->bytes - off));
+      }
+      const size_t tail = std::min(kSampleBytes, v->bytes);
+      update(v->data + v->bytes - tail, tail);
+    }
   }
   Fingerprint out;
   unsigned int len = 0;
