@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -63,15 +64,17 @@ void Check(const absl::Status& s, const char* what) {
 
 int Main(int argc, char** argv) {
   int tokens = 256, rank = 1024, reps = 5;
-  bool factor = true;
+  bool factor = true, exact = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--tokens" && i + 1 < argc) tokens = std::atoi(argv[++i]);
     else if (a == "--rank" && i + 1 < argc) rank = std::atoi(argv[++i]);
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (a == "--no-factor") factor = false;
+    else if (a == "--exact") exact = true;
     else {
-      std::fprintf(stderr, "usage: codecs_bench [--tokens N] [--rank R] [--reps N] [--no-factor]\n");
+      std::fprintf(stderr, "usage: codecs_bench [--tokens N] [--rank R] [--reps N] [--no-factor] [--exact]\n"
+                           "  --exact: also time the dgesdd reference factorizations (minutes)\n");
       return 2;
     }
   }
@@ -105,12 +108,34 @@ int Main(int argc, char** argv) {
     absl::StatusOr<std::vector<float>> p;
     const double t_pinv = TimeOnce([&] { p = JointPinv(*svd); });
     Check(p.status(), "pinv");
+    absl::StatusOr<Conditioning> cond;
+    const double t_cond = TimeOnce([&] { cond = AnalyzeConditioning(proj); });
+    Check(cond.status(), "conditioning");
     pinv = std::move(*p);
     basis = JointBasis(*svd, rank);
     std::printf("\nfactorization (float64)\n");
-    std::printf("  W_KV = W_K^-1 W_V   (LU, %dx%d, %d rhs)   %8.2f s\n", d, d, e, t_solve);
-    std::printf("  SVD [W_K W_V]       (dgesdd, %dx%d)     %8.2f s\n", d, 2 * e, t_svd);
-    std::printf("  pinv from SVD       (%dx%d)              %8.2f s\n", 2 * e, d, t_pinv);
+    std::printf("  W_KV = W_K^-1 W_V   (LU, %dx%d, %d rhs)          %8.2f s\n", d, d, e, t_solve);
+    std::printf("  SVD [W_K W_V]       (Gram dsyrk+dsyevd, %dx%d)   %8.2f s\n", d, 2 * e, t_svd);
+    std::printf("  pinv from SVD       (%dx%d)                      %8.2f s\n", 2 * e, d, t_pinv);
+    std::printf("  kappa K, V, [K V]   (Gram + 2-stage dsyevd, values) %8.2f s  (%.3g %.3g %.3g)\n",
+                t_cond, cond->kappa_k, cond->kappa_v, cond->kappa_kv);
+    if (exact) {
+      absl::StatusOr<JointSvd> svd_x;
+      const double t_svd_x = TimeOnce([&] { svd_x = ComputeJointSvd(proj, {}, SvdMethod::kExact); });
+      Check(svd_x.status(), "svd exact");
+      absl::StatusOr<Conditioning> cond_x;
+      const double t_cond_x =
+          TimeOnce([&] { cond_x = AnalyzeConditioning(proj, SvdMethod::kExact); });
+      Check(cond_x.status(), "conditioning exact");
+      double dsig = 0;
+      for (size_t i = 0; i < svd->sigma.size(); ++i) {
+        dsig = std::max(dsig, std::abs(svd->sigma[i] - svd_x->sigma[i]) / svd_x->sigma[0]);
+      }
+      std::printf("  SVD [W_K W_V]       (dgesdd, reference)            %8.2f s  max |dsigma|/sigma_max %.2g\n",
+                  t_svd_x, dsig);
+      std::printf("  kappa K, V, [K V]   (dgesdd values, reference)     %8.2f s  (%.3g %.3g %.3g)\n",
+                  t_cond_x, cond_x->kappa_k, cond_x->kappa_v, cond_x->kappa_kv);
+    }
   } else {
     // Any orthonormal-shaped matrices time the same; skip the SVD.
     pinv = Gaussian(rng, size_t{2} * e * d, 1.0 / 64);
