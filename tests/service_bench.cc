@@ -50,9 +50,9 @@
 
 ABSL_FLAG(std::string, page_tokens, "16,256", "page sizes to run, in tokens, comma-separated");
 ABSL_FLAG(std::string, clients, "1,8", "client counts to run, comma-separated");
-ABSL_FLAG(double, gib_per_row, 2.0,
+ABSL_FLAG(double, gib_per_row, 1.0,
           "data each (page size, clients) row stores, in GiB; sets pages per client (min 2)");
-ABSL_FLAG(int, get_rounds, 3, "times each stored page is read back");
+ABSL_FLAG(int, get_rounds, 2, "times each stored page is read back");
 ABSL_FLAG(int, verify_every, 8, "compare every n-th get of each client byte for byte");
 ABSL_FLAG(double, host_budget_gib, 8.0, "slimkvd host_budget_bytes, in GiB");
 ABSL_FLAG(double, redis_maxmemory_gib, 8.0, "redis-server --maxmemory, in GiB");

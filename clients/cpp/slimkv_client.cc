@@ -45,6 +45,11 @@ std::unique_ptr<Client> Client::Connect(const std::string& target, ClientOptions
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   args.SetMaxSendMessageSize(-1);  // the server enforces its own limit
+  // Each Client gets its own TCP connection. gRPC otherwise shares one connection between all
+  // channels with equal arguments, so N clients (an engine's N workers) would funnel their
+  // pages through one HTTP/2 connection and one transport lock: measured with service_bench,
+  // 8 clients getting 8 MiB pages on a 2-vCPU host, per-client connections raise throughput.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   return std::unique_ptr<Client>(new Client(v1::Cache::NewStub(channel), options));
 }
