@@ -16,6 +16,14 @@ namespace {
 
 using kernels::DType;
 
+std::string Bytes(const grpc::ByteBuffer& b) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!b.Dump(&slices).ok()) return out;
+  for (auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
 class EndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -165,11 +173,58 @@ TEST_F(EndToEnd, HealthCheckServes) {
   std::unique_lock<std::mutex> l(mu);
   cv.wait(l, [&] { return done; });
   ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response.Dump(&slices).ok());
-  std::string bytes;
-  for (auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+  EXPECT_EQ(Bytes(response), std::string("\x08\x01", 2));  // status: SERVING
+}
+
+// Server reflection lists slimkv.v1.Cache. The request is ServerReflectionRequest
+// {list_services: ""}, written as raw protobuf bytes: field 7, wire type 2, length 0.
+TEST_F(EndToEnd, ReflectionListsTheCacheService) {
+  class ListServices : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+   public:
+    ListServices() {
+      grpc::Slice slice(std::string("\x3a\x00", 2));
+      request_ = grpc::ByteBuffer(&slice, 1);
+    }
+    void Start() {
+      StartWrite(&request_);
+      StartRead(&response_);
+      StartCall();
+    }
+    void OnWriteDone(bool) override { StartWritesDone(); }
+    void OnReadDone(bool ok) override {
+      if (ok) answer_ += Bytes(response_);
+    }
+    void OnDone(const grpc::Status& s) override {
+      std::lock_guard<std::mutex> l(mu_);
+      status_ = s;
+      done_ = true;
+      cv_.notify_one();
+    }
+    std::string Wait() {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return done_; });
+      return status_.ok() ? answer_ : "error: " + status_.error_message();
+    }
+
+   private:
+    grpc::ByteBuffer request_, response_;
+    std::string answer_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    grpc::Status status_;
+  };
+  auto channel = grpc::CreateChannel(daemon_->target(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ListServices call;
+  stub.PrepareBidiStreamingCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                grpc::StubOptions(), &call);
+  call.Start();
+  const std::string answer = call.Wait();
+  EXPECT_NE(answer.find("slimkv.v1.Cache"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("grpc.health.v1.Health"), std::string::npos) << answer;
 }
 
 }  // namespace
