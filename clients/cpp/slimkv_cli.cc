@@ -7,6 +7,7 @@
 //   slimkv delete  MODEL_DIR TOKENS
 //   slimkv explain MODEL_DIR|MODEL_ID TOKENS
 //   slimkv stats
+//   slimkv plan    MODEL_DIR [--json] ...       (local, no daemon: clients/cpp/plan_command.h)
 //
 // MODEL_DIR is a model directory as the daemon's host sees it (registration is idempotent).
 // TOKENS: "1,2,3", "range:START:COUNT" or "@FILE".
@@ -21,9 +22,14 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "clients/cpp/slimkv_client.h"
+#ifdef SLIMKV_HAVE_BLAS
+#include "clients/cpp/plan_command.h"
+#endif
 #include "clients/cpp/token_list.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50551", "slimkvd gRPC address");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the tenant's bearer token (a daemon without tenants needs none)");
 ABSL_FLAG(uint32_t, page_tokens, 0, "Tokens per page at registration; 0: the daemon's default");
 ABSL_FLAG(uint32_t, first_page, 0, "First page to put, get or delete");
 ABSL_FLAG(std::string, dtype, "", "fp32, fp16 or bf16: put's input type, get's output type");
@@ -52,7 +58,12 @@ int Run(const std::vector<char*>& args) {
     return 2;
   }
   const std::string cmd = args[1];
-  auto client = Client::Connect(absl::GetFlag(FLAGS_target));
+  ClientOptions options;
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    std::ifstream in(path);
+    if (!(in >> options.token)) return Fail(absl::NotFoundError("--token_file: cannot read " + path));
+  }
+  auto client = Client::Connect(absl::GetFlag(FLAGS_target), options);
   if (cmd == "stats") {
     auto s = client->Stats();
     if (!s.ok()) return Fail(s.status());
@@ -139,11 +150,18 @@ int Run(const std::vector<char*>& args) {
 }  // namespace slimkv::client
 
 int main(int argc, char** argv) {
+#ifdef SLIMKV_HAVE_BLAS
+  // `plan` runs locally and parses its own options.
+  if (argc >= 2 && std::string(argv[1]) == "plan") {
+    return slimkv::client::RunPlan(std::vector<std::string>(argv + 2, argv + argc));
+  }
+#endif
   absl::SetProgramUsageMessage(
       "slimkv [--target HOST:PORT] register|lookup|put|get|delete|explain|stats ...\n"
       "  register MODEL_DIR | lookup MODEL_DIR TOKENS | put MODEL_DIR TOKENS FILE |\n"
       "  get MODEL_DIR TOKENS [--out FILE] | delete MODEL_DIR TOKENS |\n"
       "  explain MODEL_DIR|MODEL_ID TOKENS | stats\n"
+      "slimkv plan MODEL_DIR [--json] [--tolerance X] [--rank R | --energy F]   (local)\n"
       "TOKENS: 1,2,3 | range:START:COUNT | @FILE");
   return slimkv::client::Run(absl::ParseCommandLine(argc, argv));
 }
