@@ -116,6 +116,7 @@ TenantStats KvCache::Stats(absl::string_view tenant) const {
   TenantStats s;
   auto usage = host_.UsageByTenant();
   if (auto it = usage.find(std::string(tenant)); it != usage.end()) s.host = it->second;
+  s.host_quota = host_.Quota(std::string(tenant));
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = counters_.find(tenant); it != counters_.end()) {
     s.lookups = it->second.lookups;
@@ -127,7 +128,10 @@ TenantStats KvCache::Stats(absl::string_view tenant) const {
 
 std::map<std::string, TenantStats> KvCache::AllStats() const {
   std::map<std::string, TenantStats> out;
-  for (auto& [tenant, usage] : host_.UsageByTenant()) out[tenant].host = usage;
+  for (auto& [tenant, usage] : host_.UsageByTenant()) {
+    out[tenant].host = usage;
+    out[tenant].host_quota = host_.Quota(tenant);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [tenant, c] : counters_) {
     TenantStats& s = out[tenant];

@@ -50,6 +50,7 @@ struct ExplainResult {
 
 struct TenantStats {
   TenantUsage host;
+  TenantQuota host_quota;
   uint64_t lookups = 0;
   uint64_t hit_tokens = 0;
   uint64_t miss_tokens = 0;

@@ -1,10 +1,23 @@
 #include "cache/page_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace slimkv::cache {
 
 PageStore::PageStore(PageStoreOptions options) : options_(options) {}
+
+void PageStore::SetQuota(const std::string& tenant, TenantQuota quota) {
+  std::lock_guard<std::mutex> lock(mu_);
+  tenants_[tenant].quota = quota;
+}
+
+TenantQuota PageStore::Quota(const std::string& tenant) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tenants_.find(tenant);
+  return it == tenants_.end() ? TenantQuota{} : it->second.quota;
+}
 
 absl::StatusOr<PageStore::InsertResult> PageStore::Insert(std::shared_ptr<const Page> page) {
   const uint64_t bytes = page->StoredBytes();
@@ -15,36 +28,71 @@ absl::StatusOr<PageStore::InsertResult> PageStore::Insert(std::shared_ptr<const 
   }
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = index_.find(page->key); it != index_.end()) {
-    lru_.splice(lru_.begin(), lru_, it->second);
+    Lru& lru = it->second.tenant->lru;
+    lru.splice(lru.begin(), lru, it->second.it);
     return InsertResult::kAlreadyPresent;
   }
-  while (used_bytes_ + bytes > options_.budget_bytes) RemoveLocked(std::prev(lru_.end()), true);
-
-  TenantUsage& u = usage_[page->tenant];
-  ++u.pages;
-  u.stored_bytes += bytes;
-  u.logical_bytes += page->LogicalBytes();
+  Tenant& t = tenants_[page->tenant];
+  if (t.quota.bytes != 0 && bytes > t.quota.bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("page of ", bytes, " bytes exceeds tenant ",
+                                                     page->tenant, "'s host quota of ",
+                                                     t.quota.bytes, " bytes"));
+  }
+  if (!MakeRoomLocked(t, bytes)) {
+    const bool over_quota = t.quota.bytes != 0 && t.usage.stored_bytes + bytes > t.quota.bytes;
+    return absl::ResourceExhaustedError(
+        over_quota ? absl::StrCat("tenant ", page->tenant, " is at its host quota of ",
+                                  t.quota.bytes, " bytes")
+                   : absl::StrCat("host tier full (", used_bytes_, " of ", options_.budget_bytes,
+                                  " bytes) with other tenants' pages"));
+  }
+  t.usage.pages++;
+  t.usage.stored_bytes += bytes;
+  t.usage.logical_bytes += page->LogicalBytes();
   used_bytes_ += bytes;
   removed_.erase(page->key);  // its FIFO slot, if any, ages out harmlessly
   const PageKey key = page->key;
-  lru_.push_front(std::move(page));
-  index_.emplace(key, lru_.begin());
+  t.lru.push_front(std::move(page));
+  index_.emplace(key, Slot{&t, t.lru.begin()});
   return InsertResult::kInserted;
+}
+
+bool PageStore::MakeRoomLocked(Tenant& t, uint64_t bytes) {
+  auto over = [&] {
+    return (t.quota.bytes != 0 && t.usage.stored_bytes + bytes > t.quota.bytes) ||
+           used_bytes_ + bytes > options_.budget_bytes;
+  };
+  if (t.quota.reject && t.quota.bytes != 0 && t.usage.stored_bytes + bytes > t.quota.bytes) {
+    return false;
+  }
+  // Check first, evict after: a refused insert must change nothing. All of the tenant's own
+  // pages, and only those, may go.
+  const uint64_t freeable = t.usage.stored_bytes;
+  const uint64_t quota_need =
+      t.quota.bytes != 0 && t.usage.stored_bytes + bytes > t.quota.bytes
+          ? t.usage.stored_bytes + bytes - t.quota.bytes : 0;
+  const uint64_t budget_need =
+      used_bytes_ + bytes > options_.budget_bytes ? used_bytes_ + bytes - options_.budget_bytes : 0;
+  if (std::max(quota_need, budget_need) > freeable) return false;
+  while (over()) RemoveLocked(t, std::prev(t.lru.end()), true);
+  return true;
 }
 
 std::shared_ptr<const Page> PageStore::Get(const PageKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) return nullptr;
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return *it->second;
+  Lru& lru = it->second.tenant->lru;
+  lru.splice(lru.begin(), lru, it->second.it);
+  return *it->second.it;
 }
 
 bool PageStore::Touch(const PageKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) return false;
-  lru_.splice(lru_.begin(), lru_, it->second);
+  Lru& lru = it->second.tenant->lru;
+  lru.splice(lru.begin(), lru, it->second.it);
   return true;
 }
 
@@ -57,7 +105,7 @@ bool PageStore::Erase(const PageKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) return false;
-  RemoveLocked(it->second, false);
+  RemoveLocked(*it->second.tenant, it->second.it, false);
   return true;
 }
 
@@ -78,21 +126,22 @@ uint64_t PageStore::page_count() const {
 
 std::map<std::string, TenantUsage> PageStore::UsageByTenant() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return usage_;
+  std::map<std::string, TenantUsage> out;
+  for (const auto& [id, t] : tenants_) out[id] = t.usage;
+  return out;
 }
 
-void PageStore::RemoveLocked(Lru::iterator it, bool evicted) {
+void PageStore::RemoveLocked(Tenant& t, Lru::iterator it, bool evicted) {
   const Page& page = **it;
   const uint64_t bytes = page.StoredBytes();
-  TenantUsage& u = usage_[page.tenant];
-  --u.pages;
-  u.stored_bytes -= bytes;
-  u.logical_bytes -= page.LogicalBytes();
-  if (evicted) ++u.evictions;
+  --t.usage.pages;
+  t.usage.stored_bytes -= bytes;
+  t.usage.logical_bytes -= page.LogicalBytes();
+  if (evicted) ++t.usage.evictions;
   used_bytes_ -= bytes;
   RememberRemovalLocked(page.key);
   index_.erase(page.key);
-  lru_.erase(it);
+  t.lru.erase(it);
 }
 
 void PageStore::RememberRemovalLocked(const PageKey& key) {

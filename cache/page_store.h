@@ -1,8 +1,10 @@
-// The host (RAM) tier: pages under a byte budget with least-recently-used eviction.
+// The host (RAM) tier: pages under a byte budget and per-tenant quotas, with least-recently-
+// used eviction.
 //
 // A page is found by its key; the key already encodes tenant and model (page_key.h), so the
-// store never mixes tenants. Budget accounting counts Page::StoredBytes(); the store never holds
-// more than its budget, evicting LRU pages before an insert that would exceed it.
+// store never mixes tenants. Accounting counts Page::StoredBytes(). The store never holds more
+// than its budget, nor a tenant more than its quota, and a tenant's insert only ever evicts that
+// tenant's own pages: each tenant has its own LRU list.
 //
 // Thread-safety: internally synchronized. Returned pages are immutable and stay valid while the
 // caller holds the pointer, even if the store evicts them meanwhile.
@@ -32,6 +34,13 @@ struct TenantUsage {
   uint64_t evictions = 0;  // total, monotonic
 };
 
+// A tenant's limits in one tier.
+struct TenantQuota {
+  uint64_t bytes = 0;  // 0: no cap beyond the tier's budget
+  // Over the quota: refuse the insert (true) or evict the tenant's own LRU pages (false).
+  bool reject = false;
+};
+
 struct PageStoreOptions {
   uint64_t budget_bytes = 4ull << 30;
   // Evicted or deleted keys remembered for WasRemoved(); 0 remembers none.
@@ -46,9 +55,16 @@ class PageStore {
 
   enum class InsertResult { kInserted, kAlreadyPresent };
 
-  // Stores `page` as the most recently used, evicting least-recently-used pages until it fits.
-  // A page whose key is present is not replaced (kAlreadyPresent; it becomes most recent).
-  // RESOURCE_EXHAUSTED when the page alone exceeds the budget; nothing changes then.
+  // Sets a tenant's quota; takes effect at its next insert (pages over a lowered quota stay until
+  // then).
+  void SetQuota(const std::string& tenant, TenantQuota quota);
+
+  // Stores `page` as its tenant's most recently used page. A page whose key is present is not
+  // replaced (kAlreadyPresent; it becomes most recent). To make room it evicts the tenant's own
+  // least-recently-used pages: first to fit the tenant's quota, then the tier's budget.
+  // RESOURCE_EXHAUSTED, changing nothing, when the page alone exceeds the budget or the quota,
+  // when the quota is set to reject, or when the tenant has no pages left to evict and the tier
+  // is full of other tenants' pages.
   [[nodiscard]] absl::StatusOr<InsertResult> Insert(std::shared_ptr<const Page> page);
 
   // The page under `key`, marked most recently used; nullptr when absent.
@@ -71,11 +87,24 @@ class PageStore {
   uint64_t used_bytes() const;
   uint64_t page_count() const;
   std::map<std::string, TenantUsage> UsageByTenant() const;
+  TenantQuota Quota(const std::string& tenant) const;
 
  private:
   using Lru = std::list<std::shared_ptr<const Page>>;  // front = most recent
+  struct Tenant {
+    Lru lru;
+    TenantUsage usage;
+    TenantQuota quota;
+  };
+  struct Slot {
+    Tenant* tenant;  // stable: std::map nodes do not move
+    Lru::iterator it;
+  };
 
-  void RemoveLocked(Lru::iterator it, bool evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Evicts `t`'s LRU pages until `bytes` more fit its quota and the budget; false if they
+  // cannot (nothing left to evict, or the quota rejects).
+  bool MakeRoomLocked(Tenant& t, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveLocked(Tenant& t, Lru::iterator it, bool evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberRemovalLocked(const PageKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -84,10 +113,9 @@ class PageStore {
   // std::mutex rather than absl::Mutex: Debian's libabsl is not built with ThreadSanitizer
   // annotations, so TSan would not see absl::Mutex's happens-before edges.
   mutable std::mutex mu_;
-  Lru lru_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<PageKey, Lru::iterator, DigestHash> index_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Tenant, std::less<>> tenants_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PageKey, Slot, DigestHash> index_ ABSL_GUARDED_BY(mu_);
   uint64_t used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, TenantUsage> usage_ ABSL_GUARDED_BY(mu_);
   // Recently removed keys: a FIFO of (key, removal number) bounded by
   // options_.remembered_removals, and each remembered key's latest removal number, so that an
   // old FIFO slot ageing out does not forget a newer removal of the same key.

@@ -69,6 +69,40 @@ TEST(PageStore, RemovalMemoryIsBoundedAndForgetsReinsertedKeys) {
   EXPECT_FALSE(store.WasRemoved(MakePage(2, kPage)->key));
 }
 
+TEST(PageStore, TenantsNeverEvictEachOther) {
+  PageStore store({.budget_bytes = 4096});
+  for (uint32_t i = 0; i < 3; ++i) ASSERT_TRUE(store.Insert(MakePage(i, kPage, "a")).ok());
+  ASSERT_TRUE(store.Insert(MakePage(10, kPage, "b")).ok());
+  // Full. b's next page evicts b's own LRU page, never a's.
+  ASSERT_TRUE(store.Insert(MakePage(11, kPage, "b")).ok());
+  EXPECT_FALSE(store.Contains(MakePage(10, kPage)->key));
+  EXPECT_EQ(store.UsageByTenant()["a"].pages, 3u);
+  // c has nothing to evict and the tier is full of others' pages: refused, nothing changes.
+  auto c = store.Insert(MakePage(20, kPage, "c"));
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(c.status().message().find("other tenants"), std::string::npos) << c.status();
+  EXPECT_EQ(store.page_count(), 4u);
+}
+
+TEST(PageStore, QuotaEvictsOwnPagesOrRejects) {
+  PageStore store({.budget_bytes = 1 << 20});
+  store.SetQuota("evicts", {.bytes = 2048, .reject = false});
+  store.SetQuota("rejects", {.bytes = 2048, .reject = true});
+  for (uint32_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(store.Insert(MakePage(i, kPage, "evicts")).ok());
+    const auto r = store.Insert(MakePage(100 + i, kPage, "rejects"));
+    EXPECT_EQ(r.ok(), i < 2) << i;
+    if (!r.ok()) EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  }
+  EXPECT_EQ(store.UsageByTenant()["evicts"].stored_bytes, 2048u);
+  EXPECT_EQ(store.UsageByTenant()["evicts"].evictions, 1u);
+  EXPECT_FALSE(store.Contains(MakePage(0, kPage)->key));
+  EXPECT_EQ(store.UsageByTenant()["rejects"].stored_bytes, 2048u);
+  EXPECT_EQ(store.UsageByTenant()["rejects"].evictions, 0u);
+  EXPECT_EQ(store.Insert(MakePage(9, 4096, "evicts")).status().code(),
+            absl::StatusCode::kResourceExhausted);  // alone larger than the quota
+}
+
 // 16 threads insert, get and erase overlapping keys in a store a fraction of their working set:
 // the budget holds at every observation, readers always see whole pages, and the per-tenant
 // accounting adds up at the end. Also run under ThreadSanitizer (cache_test_tsan).

@@ -1,6 +1,7 @@
 #include "daemon/cache_service.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -14,16 +15,16 @@ namespace slimkv::daemon {
 
 namespace {
 
-constexpr char kDefaultTenant[] = "default";
-
-// Times one RPC and records it when its final status is known.
+// Times one RPC and records it, under its tenant, when its final status is known.
 class RpcTimer {
  public:
   RpcTimer(Metrics* metrics, const char* method)
       : metrics_(metrics), method_(method), start_(absl::Now()) {}
 
+  void set_tenant(const std::string& tenant) { tenant_ = tenant; }
+
   grpc::Status Done(const absl::Status& status) {
-    metrics_->RecordRpc(kDefaultTenant, method_, status.code(),
+    metrics_->RecordRpc(tenant_, method_, status.code(),
                         absl::ToDoubleSeconds(absl::Now() - start_));
     return ToGrpcStatus(status);
   }
@@ -32,15 +33,23 @@ class RpcTimer {
   Metrics* const metrics_;
   const char* const method_;
   const absl::Time start_;
+  std::string tenant_ = "unauthenticated";
 };
 
-// Runs a unary handler to completion on the calling gRPC thread.
+// Authenticates the call, then runs a unary handler for its tenant to completion on the
+// calling gRPC thread.
 template <typename Handler>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Metrics* metrics,
-                                const char* method, Handler handler) {
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Authenticator& auth,
+                                Metrics* metrics, const char* method, Handler handler) {
   RpcTimer timer(metrics, method);
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(timer.Done(handler()));
+  absl::StatusOr<std::string> tenant = auth.Authenticate(ctx->client_metadata());
+  if (!tenant.ok()) {
+    reactor->Finish(timer.Done(tenant.status()));
+    return reactor;
+  }
+  timer.set_tenant(*tenant);
+  reactor->Finish(timer.Done(handler(*tenant)));
   return reactor;
 }
 
@@ -58,13 +67,14 @@ v1::ModelGeometry ToProto(const cache::ModelConfig& c) {
 
 }  // namespace
 
-CacheService::CacheService(cache::KvCache* cache, Metrics* metrics, uint32_t get_chunk_bytes)
-    : cache_(cache), metrics_(metrics), get_chunk_bytes_(get_chunk_bytes) {}
+CacheService::CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
+                           uint32_t get_chunk_bytes)
+    : cache_(cache), auth_(auth), metrics_(metrics), get_chunk_bytes_(get_chunk_bytes) {}
 
 grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContext* ctx,
                                                       const v1::RegisterModelRequest* request,
                                                       v1::RegisterModelResponse* response) {
-  return Unary(ctx, metrics_, "RegisterModel", [&]() -> absl::Status {
+  return Unary(ctx, *auth_, metrics_, "RegisterModel", [&](const std::string& tenant) -> absl::Status {
     const uint32_t page_tokens = request->page_tokens() == 0 ? 16 : request->page_tokens();
     absl::StatusOr<cache::Registration> reg;
     switch (request->source_case()) {
@@ -91,9 +101,9 @@ grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
                                                const v1::LookupRequest* request,
                                                v1::LookupResponse* response) {
-  return Unary(ctx, metrics_, "Lookup", [&]() -> absl::Status {
+  return Unary(ctx, *auth_, metrics_, "Lookup", [&](const std::string& tenant) -> absl::Status {
     const auto& tokens = request->tokens();
-    auto r = cache_->Lookup(kDefaultTenant, request->model_id(),
+    auto r = cache_->Lookup(tenant, request->model_id(),
                             {tokens.data(), size_t(tokens.size())});
     if (!r.ok()) return r.status();
     response->set_hit_tokens(r->hit_tokens);
@@ -105,9 +115,9 @@ grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* CacheService::Delete(grpc::CallbackServerContext* ctx,
                                                const v1::DeleteRequest* request,
                                                v1::DeleteResponse* response) {
-  return Unary(ctx, metrics_, "Delete", [&]() -> absl::Status {
+  return Unary(ctx, *auth_, metrics_, "Delete", [&](const std::string& tenant) -> absl::Status {
     const auto& tokens = request->tokens();
-    auto n = cache_->Delete(kDefaultTenant, request->model_id(),
+    auto n = cache_->Delete(tenant, request->model_id(),
                             {tokens.data(), size_t(tokens.size())}, request->first_page());
     if (!n.ok()) return n.status();
     response->set_pages_deleted(*n);
@@ -118,9 +128,9 @@ grpc::ServerUnaryReactor* CacheService::Delete(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx,
                                                 const v1::ExplainRequest* request,
                                                 v1::ExplainResponse* response) {
-  return Unary(ctx, metrics_, "Explain", [&]() -> absl::Status {
+  return Unary(ctx, *auth_, metrics_, "Explain", [&](const std::string& tenant) -> absl::Status {
     const auto& tokens = request->tokens();
-    cache::ExplainResult r = cache_->Explain(kDefaultTenant, request->model_id(),
+    cache::ExplainResult r = cache_->Explain(tenant, request->model_id(),
                                              {tokens.data(), size_t(tokens.size())});
     using R = cache::ExplainResult::Reason;
     v1::ExplainResponse::Reason reason = v1::ExplainResponse::REASON_UNSPECIFIED;
@@ -143,10 +153,11 @@ grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* ctx,
                                               const v1::StatsRequest* request,
                                               v1::StatsResponse* response) {
-  return Unary(ctx, metrics_, "Stats", [&]() -> absl::Status {
-    const cache::TenantStats s = cache_->Stats(kDefaultTenant);
+  return Unary(ctx, *auth_, metrics_, "Stats", [&](const std::string& tenant) -> absl::Status {
+    const cache::TenantStats s = cache_->Stats(tenant);
     v1::TenantStats* t = response->add_tenants();
-    t->set_tenant(kDefaultTenant);
+    t->set_tenant(tenant);
+    t->set_host_quota_bytes(s.host_quota.bytes);
     t->set_pages(s.host.pages);
     t->set_stored_bytes(s.host.stored_bytes);
     t->set_logical_bytes(s.host.logical_bytes);
@@ -165,24 +176,28 @@ grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* ctx,
 class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
  public:
   PutReactor(CacheService* service, grpc::CallbackServerContext* ctx, v1::PutResponse* response)
-      : service_(service),
-        ctx_(ctx),
-        response_(response),
-        timer_(service->metrics_, "Put"),
-        assembler_(service->cache_, kDefaultTenant) {
+      : service_(service), ctx_(ctx), response_(response), timer_(service->metrics_, "Put") {
+    absl::StatusOr<std::string> tenant = service->auth_->Authenticate(ctx->client_metadata());
+    if (!tenant.ok()) {
+      Finish(timer_.Done(tenant.status()));
+      return;
+    }
+    tenant_ = *tenant;
+    timer_.set_tenant(tenant_);
+    assembler_.emplace(service->cache_, tenant_);
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client half-closed, or the call broke
       if (ctx_->IsCancelled()) return End(absl::CancelledError("put: cancelled by the client"));
-      absl::Status s = assembler_.Finish();
-      if (s.ok()) *response_ = assembler_.response();
+      absl::Status s = assembler_->Finish();
+      if (s.ok()) *response_ = assembler_->response();
       return End(s);
     }
     for (const auto& c : request_.chunks()) bytes_ += c.data().size();
-    if (absl::Status s = assembler_.Add(request_); !s.ok()) {
-      const uint32_t stored = assembler_.response().pages_stored();
+    if (absl::Status s = assembler_->Add(request_); !s.ok()) {
+      const uint32_t stored = assembler_->response().pages_stored();
       return End(stored == 0 ? s
                              : absl::Status(s.code(), absl::StrCat(s.message(), " (", stored,
                                                                    " earlier pages were stored)")));
@@ -194,7 +209,7 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
 
  private:
   void End(const absl::Status& s) {
-    service_->metrics_->RecordBytes(kDefaultTenant, "in", bytes_);
+    service_->metrics_->RecordBytes(tenant_, "in", bytes_);
     Finish(timer_.Done(s));
   }
 
@@ -202,7 +217,8 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
   grpc::CallbackServerContext* const ctx_;
   v1::PutResponse* const response_;
   RpcTimer timer_;
-  PutAssembler assembler_;
+  std::string tenant_;
+  std::optional<PutAssembler> assembler_;  // set once the call is authenticated
   v1::PutRequest request_;
   uint64_t bytes_ = 0;
 };
@@ -215,9 +231,17 @@ grpc::ServerReadReactor<v1::PutRequest>* CacheService::Put(grpc::CallbackServerC
 // Writes a Get stream one message at a time from a GetStreamer.
 class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetResponse> {
  public:
-  GetReactor(CacheService* service, const v1::GetRequest& request)
+  GetReactor(CacheService* service, grpc::CallbackServerContext* ctx,
+             const v1::GetRequest& request)
       : service_(service), timer_(service->metrics_, "Get") {
-    auto streamer = GetStreamer::Start(service->cache_, kDefaultTenant, request,
+    absl::StatusOr<std::string> tenant = service->auth_->Authenticate(ctx->client_metadata());
+    if (!tenant.ok()) {
+      Finish(timer_.Done(tenant.status()));
+      return;
+    }
+    tenant_ = *tenant;
+    timer_.set_tenant(tenant_);
+    auto streamer = GetStreamer::Start(service->cache_, tenant_, request,
                                        service->get_chunk_bytes_);
     if (!streamer.ok()) {
       Finish(timer_.Done(streamer.status()));
@@ -244,19 +268,20 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
   }
 
   void End(const absl::Status& s) {
-    service_->metrics_->RecordBytes(kDefaultTenant, "out", streamer_->bytes_sent());
+    service_->metrics_->RecordBytes(tenant_, "out", streamer_->bytes_sent());
     Finish(timer_.Done(s));
   }
 
   CacheService* const service_;
   RpcTimer timer_;
+  std::string tenant_;
   std::unique_ptr<GetStreamer> streamer_;
   v1::GetResponse response_;
 };
 
 grpc::ServerWriteReactor<v1::GetResponse>* CacheService::Get(grpc::CallbackServerContext* ctx,
                                                              const v1::GetRequest* request) {
-  return new GetReactor(this, *request);
+  return new GetReactor(this, ctx, *request);
 }
 
 }  // namespace slimkv::daemon

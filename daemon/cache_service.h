@@ -2,7 +2,7 @@
 // messages, calls the KvCache, translates statuses in one place (grpc_status.h) and records
 // every call's metrics. Stream rules live in PutAssembler and GetStreamer.
 //
-// Tenancy: until tenant authentication exists every call acts for the tenant "default".
+// Every call is authenticated first (auth.h) and acts for its tenant only.
 //
 // Thread-safety: internally synchronized (gRPC calls it from its own threads).
 #pragma once
@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "cache/kv_cache.h"
+#include "daemon/auth.h"
 #include "daemon/metrics.h"
 #include "slimkv/v1/cache.grpc.pb.h"
 
@@ -17,8 +18,9 @@ namespace slimkv::daemon {
 
 class CacheService final : public v1::Cache::CallbackService {
  public:
-  // `cache` and `metrics` must outlive the service.
-  CacheService(cache::KvCache* cache, Metrics* metrics, uint32_t get_chunk_bytes);
+  // `cache`, `auth` and `metrics` must outlive the service.
+  CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
+               uint32_t get_chunk_bytes);
 
   grpc::ServerUnaryReactor* RegisterModel(grpc::CallbackServerContext* ctx,
                                           const v1::RegisterModelRequest* request,
@@ -45,6 +47,7 @@ class CacheService final : public v1::Cache::CallbackService {
   class GetReactor;
 
   cache::KvCache* const cache_;
+  const Authenticator* const auth_;
   Metrics* const metrics_;
   const uint32_t get_chunk_bytes_;
 };

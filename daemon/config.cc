@@ -1,11 +1,14 @@
 #include "daemon/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace slimkv::daemon {
@@ -22,6 +25,41 @@ class CollectErrors : public google::protobuf::io::ErrorCollector {
  private:
   std::string first_;
 };
+
+bool IsLowerHex(absl::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+}
+
+absl::Status ValidateTenants(const v1::DaemonConfig& config) {
+  absl::flat_hash_set<std::string> ids, hashes;
+  for (int i = 0; i < config.tenants_size(); ++i) {
+    const v1::TenantConfig& t = config.tenants(i);
+    const std::string field = absl::StrCat("tenants[", i, "]");
+    const bool id_ok = !t.id().empty() && t.id().size() <= 64 &&
+                       std::all_of(t.id().begin(), t.id().end(), [](char c) {
+                         return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+                                c == '.' || c == '-';
+                       });
+    if (!id_ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".id: '", t.id(), "' is not 1-64 characters of [A-Za-z0-9_.-]"));
+    }
+    if (!ids.insert(t.id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".id: '", t.id(), "' repeats"));
+    }
+    if (t.token_sha256().size() != 64 || !IsLowerHex(t.token_sha256())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".token_sha256: expected 64 lower-case hex digits"));
+    }
+    if (!hashes.insert(t.token_sha256()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".token_sha256: another tenant has the same token"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -60,6 +98,7 @@ absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
         "get_chunk_bytes: ", config.get_chunk_bytes(), " leaves no room for framing within ",
         "max_message_bytes ", config.max_message_bytes()));
   }
+  if (auto s = ValidateTenants(config); !s.ok()) return s;
   return config;
 }
 

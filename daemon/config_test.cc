@@ -55,6 +55,31 @@ TEST(Config, BadValuesNameTheField) {
   EXPECT_EQ(LoadConfigFile("/nonexistent/slimkv.conf").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(Config, TenantsAreValidated) {
+  const std::string hash(64, 'a');
+  auto ok = LoadConfigFile(WriteTemp("tenants { id: \"a-1.b_2\" token_sha256: \"" + hash + "\" }"));
+  EXPECT_TRUE(ok.ok()) << ok.status();
+  const std::pair<std::string, std::string> bad[] = {
+      {"tenants { id: \"\" token_sha256: \"" + hash + "\" }", "tenants[0].id"},
+      {"tenants { id: \"a b\" token_sha256: \"" + hash + "\" }", "tenants[0].id"},
+      {"tenants { id: \"a\" token_sha256: \"ABC\" }", "tenants[0].token_sha256"},
+      {"tenants { id: \"a\" token_sha256: \"" + std::string(64, 'A') + "\" }",
+       "tenants[0].token_sha256"},
+      {"tenants { id: \"a\" token_sha256: \"" + hash + "\" } tenants { id: \"a\" token_sha256: \"" +
+           std::string(64, 'b') + "\" }",
+       "tenants[1].id"},
+      {"tenants { id: \"a\" token_sha256: \"" + hash + "\" } tenants { id: \"b\" token_sha256: \"" +
+           hash + "\" }",
+       "tenants[1].token_sha256"},
+      {"tenants { id: \"a\" over_quota: SOMETIMES }", "SOMETIMES"},
+  };
+  for (const auto& [text, field] : bad) {
+    auto c = LoadConfigFile(WriteTemp(text));
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_NE(c.status().message().find(field), std::string::npos) << c.status();
+  }
+}
+
 // The sample config in ops/ documents every field at its default: loading it must give exactly
 // the embedded defaults, so the sample cannot drift from the code.
 TEST(Config, SampleConfigIsTheDefaults) {
@@ -65,8 +90,12 @@ TEST(Config, SampleConfigIsTheDefaults) {
   std::ifstream in(SLIMKV_SAMPLE_CONFIG);
   const std::string text((std::istreambuf_iterator<char>(in)), {});
   for (int i = 0; i < d->field_count(); ++i) {
-    EXPECT_NE(text.find("\n" + d->field(i)->name() + ":"), std::string::npos)
-        << "ops/slimkvd.conf does not document " << d->field(i)->name();
+    const std::string& name = d->field(i)->name();
+    // Set at its default, or, for a repeated field whose default is empty, shown commented out.
+    const bool documented = text.find("\n" + name + ":") != std::string::npos ||
+                            (d->field(i)->is_repeated() &&
+                             text.find("\n# " + name + " {") != std::string::npos);
+    EXPECT_TRUE(documented) << "ops/slimkvd.conf does not document " << name;
   }
 }
 

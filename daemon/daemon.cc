@@ -30,12 +30,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
   options.host.remembered_removals = config.explain_evicted_keys();
   options.max_page_bytes = config.max_page_bytes();
   d->cache_ = std::make_unique<cache::KvCache>(options);
+  for (const v1::TenantConfig& t : config.tenants()) {
+    d->cache_->host().SetQuota(
+        t.id(), {.bytes = t.host_quota_bytes(),
+                 .reject = t.over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT});
+  }
+  d->auth_ = std::make_unique<Authenticator>(config);
 
   auto metrics = Metrics::Create(config.metrics_listen(), d->cache_.get());
   if (!metrics.ok()) return metrics.status();
   d->metrics_ = *std::move(metrics);
-  d->service_ = std::make_unique<CacheService>(d->cache_.get(), d->metrics_.get(),
-                                               config.get_chunk_bytes());
+  d->service_ = std::make_unique<CacheService>(d->cache_.get(), d->auth_.get(),
+                                               d->metrics_.get(), config.get_chunk_bytes());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -50,7 +56,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
   }
   d->server_->GetHealthCheckService()->SetServingStatus(true);
   LogInfo("slimkvd serving slimkv.v1.Cache on port ", d->port_, ", metrics on port ",
-          d->metrics_port(), ", host budget ", config.host_budget_bytes(), " bytes");
+          d->metrics_port(), ", host budget ", config.host_budget_bytes(), " bytes, ",
+          config.tenants_size() == 0 ? std::string("no tenants configured (all calls are "
+                                                   "tenant 'default', unauthenticated)")
+                                     : absl::StrCat(config.tenants_size(), " tenants"));
   return d;
 }
 

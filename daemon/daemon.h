@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "cache/kv_cache.h"
+#include "daemon/auth.h"
 #include "daemon/cache_service.h"
 #include "daemon/metrics.h"
 #include "slimkv/v1/config.pb.h"
@@ -40,6 +41,7 @@ class Daemon {
 
   v1::DaemonConfig config_;
   std::unique_ptr<cache::KvCache> cache_;
+  std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -68,6 +68,9 @@ class Metrics::CacheCollector : public prometheus::Collectable {
     auto budget = family("slimkv_tier_budget_bytes", "Byte budget of each tier.",
                          MetricType::Gauge);
     auto models = family("slimkv_registered_models", "Models registered.", MetricType::Gauge);
+    auto quota = family("slimkv_quota_bytes",
+                        "Per-tenant byte quota of each tier (tenants without one: absent).",
+                        MetricType::Gauge);
 
     auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
                   double value) {
@@ -83,6 +86,7 @@ class Metrics::CacheCollector : public prometheus::Collectable {
       add(stored_pages, tier_labels, s.host.pages);
       add(logical_bytes, tier_labels, s.host.logical_bytes);
       add(evictions, tier_labels, s.host.evictions);
+      if (s.host_quota.bytes != 0) add(quota, tier_labels, s.host_quota.bytes);
       add(lookups, {{"tenant", tenant}}, s.lookups);
       add(hit_tokens, {{"tenant", tenant}}, s.hit_tokens);
       add(miss_tokens, {{"tenant", tenant}}, s.miss_tokens);
@@ -90,7 +94,7 @@ class Metrics::CacheCollector : public prometheus::Collectable {
     add(budget, {{"tier", "host"}}, cache_->host().budget_bytes());
     add(models, {}, cache_->models().size());
     return {stored_bytes, stored_pages, logical_bytes, evictions, lookups,
-            hit_tokens,   miss_tokens,  budget,        models};
+            hit_tokens,   miss_tokens,  budget,        models,    quota};
   }
 
  private:

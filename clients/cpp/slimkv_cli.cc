@@ -28,6 +28,8 @@
 #include "clients/cpp/token_list.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50551", "slimkvd gRPC address");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the tenant's bearer token (a daemon without tenants needs none)");
 ABSL_FLAG(uint32_t, page_tokens, 0, "Tokens per page at registration; 0: the daemon's default");
 ABSL_FLAG(uint32_t, first_page, 0, "First page to put, get or delete");
 ABSL_FLAG(std::string, dtype, "", "fp32, fp16 or bf16: put's input type, get's output type");
@@ -56,7 +58,12 @@ int Run(const std::vector<char*>& args) {
     return 2;
   }
   const std::string cmd = args[1];
-  auto client = Client::Connect(absl::GetFlag(FLAGS_target));
+  ClientOptions options;
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    std::ifstream in(path);
+    if (!(in >> options.token)) return Fail(absl::NotFoundError("--token_file: cannot read " + path));
+  }
+  auto client = Client::Connect(absl::GetFlag(FLAGS_target), options);
   if (cmd == "stats") {
     auto s = client->Stats();
     if (!s.ok()) return Fail(s.status());

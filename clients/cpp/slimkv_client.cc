@@ -64,6 +64,7 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(int64_t(options_.deadline_seconds * 1000)));
   }
+  if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
   return ctx;
 }
 

@@ -52,6 +52,9 @@ struct ClientOptions {
   int max_receive_message_bytes = 4 << 20;
   // Per-call deadline in seconds; 0 for none.
   double deadline_seconds = 60;
+  // The tenant's bearer token, sent as `authorization: Bearer <token>`; empty sends none (a
+  // daemon without tenants accepts that).
+  std::string token;
 };
 
 class Client {
