@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "daemon/get_streamer.h"
+#include "daemon/token_span.h"
 #include "daemon/grpc_status.h"
 #include "daemon/put_assembler.h"
 
@@ -102,9 +103,7 @@ grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
                                                const v1::LookupRequest* request,
                                                v1::LookupResponse* response) {
   return Unary(ctx, *auth_, metrics_, "Lookup", [&](const std::string& tenant) -> absl::Status {
-    const auto& tokens = request->tokens();
-    auto r = cache_->Lookup(tenant, request->model_id(),
-                            {tokens.data(), size_t(tokens.size())});
+    auto r = cache_->Lookup(tenant, request->model_id(), TokenSpan(request->tokens()));
     if (!r.ok()) return r.status();
     response->set_hit_tokens(r->hit_tokens);
     for (cache::Tier t : r->tiers) response->add_page_tiers(static_cast<v1::Tier>(t));
@@ -116,9 +115,8 @@ grpc::ServerUnaryReactor* CacheService::Delete(grpc::CallbackServerContext* ctx,
                                                const v1::DeleteRequest* request,
                                                v1::DeleteResponse* response) {
   return Unary(ctx, *auth_, metrics_, "Delete", [&](const std::string& tenant) -> absl::Status {
-    const auto& tokens = request->tokens();
-    auto n = cache_->Delete(tenant, request->model_id(),
-                            {tokens.data(), size_t(tokens.size())}, request->first_page());
+    auto n = cache_->Delete(tenant, request->model_id(), TokenSpan(request->tokens()),
+                            request->first_page());
     if (!n.ok()) return n.status();
     response->set_pages_deleted(*n);
     return absl::OkStatus();
@@ -129,9 +127,8 @@ grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx
                                                 const v1::ExplainRequest* request,
                                                 v1::ExplainResponse* response) {
   return Unary(ctx, *auth_, metrics_, "Explain", [&](const std::string& tenant) -> absl::Status {
-    const auto& tokens = request->tokens();
-    cache::ExplainResult r = cache_->Explain(tenant, request->model_id(),
-                                             {tokens.data(), size_t(tokens.size())});
+    cache::ExplainResult r =
+        cache_->Explain(tenant, request->model_id(), TokenSpan(request->tokens()));
     using R = cache::ExplainResult::Reason;
     v1::ExplainResponse::Reason reason = v1::ExplainResponse::REASON_UNSPECIFIED;
     switch (r.reason) {

@@ -1,6 +1,7 @@
 #include "daemon/get_streamer.h"
 
 #include "absl/strings/str_cat.h"
+#include "daemon/token_span.h"
 #include "kernels/crc32c.h"
 
 namespace slimkv::daemon {
@@ -20,7 +21,7 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
         "dtype: raw returns each page in its stored dtype; leave dtype unspecified");
   }
   const auto& tokens = request.tokens();
-  auto prefix = cache->Resolve(tenant, request.model_id(), {tokens.data(), size_t(tokens.size())});
+  auto prefix = cache->Resolve(tenant, request.model_id(), TokenSpan(tokens));
   if (!prefix.ok()) return prefix.status();
   if (request.first_page() >= prefix->keys.size()) {
     return absl::InvalidArgumentError(absl::StrCat("first_page: ", request.first_page(),

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "daemon/token_span.h"
 #include "kernels/crc32c.h"
 #include "kernels/dtype.h"
 
@@ -41,7 +42,7 @@ absl::Status PutAssembler::Add(const v1::PutRequest& request) {
 
 absl::Status PutAssembler::AddHeader(const v1::PutHeader& header) {
   const auto& tokens = header.tokens();
-  auto prefix = cache_->Resolve(tenant_, header.model_id(), {tokens.data(), size_t(tokens.size())});
+  auto prefix = cache_->Resolve(tenant_, header.model_id(), TokenSpan(tokens));
   if (!prefix.ok()) {
     return absl::Status(prefix.status().code(), absl::StrCat("header.", prefix.status().message()));
   }
