@@ -5,7 +5,9 @@
 namespace slimkv::cache {
 
 KvCache::KvCache(const KvCacheOptions& options)
-    : options_(options), models_(options.max_page_bytes), host_(options.host) {}
+    : options_(options),
+      models_(options.max_page_bytes, options.max_models),
+      host_(options.host) {}
 
 absl::StatusOr<ResolvedPrefix> KvCache::Resolve(absl::string_view tenant,
                                                 absl::string_view model_id,
@@ -13,7 +15,8 @@ absl::StatusOr<ResolvedPrefix> KvCache::Resolve(absl::string_view tenant,
   Digest unused;
   if (!FromHex(model_id, &unused)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("model_id: expected 64 hex digits, got ", model_id.size(), " characters"));
+        absl::StrCat("model_id: expected 64 lower-case hex digits, got '",
+                     model_id.substr(0, 80), "'"));
   }
   ResolvedPrefix out;
   out.model = models_.Find(model_id);
@@ -51,6 +54,21 @@ absl::StatusOr<LookupResult> KvCache::Lookup(absl::string_view tenant,
   return result;
 }
 
+absl::StatusOr<InflightReservation> KvCache::ReserveInflight(const std::string& tenant,
+                                                            uint64_t bytes) {
+  if (absl::Status s = host_.CheckAdmissible(tenant, bytes); !s.ok()) return s;
+  uint64_t held = inflight_bytes_.load();
+  do {
+    if (held + bytes > options_.max_put_inflight_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "put: streams are receiving ", held, " bytes of pages; another page of ", bytes,
+          " would exceed max_put_inflight_bytes ", options_.max_put_inflight_bytes,
+          " (retry later)"));
+    }
+  } while (!inflight_bytes_.compare_exchange_weak(held, held + bytes));
+  return InflightReservation(&inflight_bytes_, bytes);
+}
+
 absl::StatusOr<PageStore::InsertResult> KvCache::Insert(std::shared_ptr<const Page> page) {
   return host_.Insert(std::move(page));
 }
@@ -75,11 +93,13 @@ absl::StatusOr<uint32_t> KvCache::Delete(absl::string_view tenant, absl::string_
   return deleted;
 }
 
-ExplainResult KvCache::Explain(absl::string_view tenant, absl::string_view model_id,
-                               std::span<const uint32_t> tokens) const {
+absl::StatusOr<ExplainResult> KvCache::Explain(absl::string_view tenant,
+                                               absl::string_view model_id,
+                                               std::span<const uint32_t> tokens) const {
   ExplainResult r;
   auto prefix = Resolve(tenant, model_id, tokens);
   if (!prefix.ok()) {
+    if (!absl::IsNotFound(prefix.status())) return prefix.status();
     r.reason = ExplainResult::Reason::kUnknownModel;
     r.detail = std::string(prefix.status().message());
     return r;

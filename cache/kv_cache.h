@@ -4,7 +4,9 @@
 // Thread-safety: internally synchronized.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <utility>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,6 +28,27 @@ struct KvCacheOptions {
   uint64_t max_page_bytes = 1ull << 30;
   // Longest token list a request may carry.
   uint32_t max_tokens = 1u << 20;
+  // Models that may be registered.
+  uint32_t max_models = 64;
+  // Bytes of pages that Put streams may hold while receiving them, all streams together.
+  uint64_t max_put_inflight_bytes = 2ull << 30;
+};
+
+// Bytes held for a page being received; returned when the object goes away.
+class InflightReservation {
+ public:
+  InflightReservation(std::atomic<uint64_t>* counter, uint64_t bytes)
+      : counter_(counter), bytes_(bytes) {}
+  InflightReservation(InflightReservation&& o) noexcept
+      : counter_(std::exchange(o.counter_, nullptr)), bytes_(o.bytes_) {}
+  InflightReservation& operator=(InflightReservation&&) = delete;
+  ~InflightReservation() {
+    if (counter_ != nullptr) counter_->fetch_sub(bytes_);
+  }
+
+ private:
+  std::atomic<uint64_t>* counter_;
+  uint64_t bytes_;
 };
 
 // A token prefix resolved for one tenant: its model and the keys of its whole pages.
@@ -76,6 +99,13 @@ class KvCache {
                                                     absl::string_view model_id,
                                                     std::span<const uint32_t> tokens);
 
+  // Admission for a page a Put is about to receive: RESOURCE_EXHAUSTED when the page could never
+  // be stored for `tenant` (PageStore::CheckAdmissible), or when the pages being received by all
+  // Put streams would exceed max_put_inflight_bytes — so that clients opening many streams
+  // cannot exhaust memory before any page is complete.
+  [[nodiscard]] absl::StatusOr<InflightReservation> ReserveInflight(const std::string& tenant,
+                                                                    uint64_t bytes);
+
   // Stores a complete page in the host tier (see PageStore::Insert).
   [[nodiscard]] absl::StatusOr<PageStore::InsertResult> Insert(std::shared_ptr<const Page> page);
 
@@ -89,9 +119,11 @@ class KvCache {
                                                 std::span<const uint32_t> tokens,
                                                 uint32_t first_page);
 
-  // Which page first misses and why. Never fails: an unknown model is a reason.
-  ExplainResult Explain(absl::string_view tenant, absl::string_view model_id,
-                        std::span<const uint32_t> tokens) const;
+  // Which page first misses and why. An unregistered model is a reason, not an error;
+  // INVALID_ARGUMENT as Resolve for malformed input.
+  [[nodiscard]] absl::StatusOr<ExplainResult> Explain(absl::string_view tenant,
+                                                      absl::string_view model_id,
+                                                      std::span<const uint32_t> tokens) const;
 
   TenantStats Stats(absl::string_view tenant) const;
   std::map<std::string, TenantStats> AllStats() const;
@@ -106,6 +138,8 @@ class KvCache {
   const KvCacheOptions options_;
   ModelRegistry models_;
   PageStore host_;
+
+  std::atomic<uint64_t> inflight_bytes_{0};
 
   mutable std::mutex mu_;
   std::map<std::string, Counters, std::less<>> counters_ ABSL_GUARDED_BY(mu_);

@@ -59,6 +59,16 @@ TEST_F(KvCacheTest, RegistrationIsIdempotentAndKeyedByPageSize) {
   EXPECT_EQ(model_->geometry.PageElems(), 2u * 2 * 4 * 2 * 16);  // layers × K,V × T × h_kv × d_h
 }
 
+TEST_F(KvCacheTest, RegistrationIsBoundedByMaxModels) {
+  KvCache small(KvCacheOptions{.max_models = 1});
+  ASSERT_TRUE(small.models().RegisterConfig(kConfig, 4).ok());
+  EXPECT_TRUE(small.models().RegisterConfig(kConfig, 4)->already_registered);  // not a new one
+  EXPECT_EQ(small.models().RegisterConfig(kConfig, 8).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(small.models().RegisterDir("relative/dir", 4).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(KvCacheTest, LookupFindsLongestWholePagePrefix) {
   std::vector<uint32_t> prompt(10);
   std::iota(prompt.begin(), prompt.end(), 100);
@@ -82,17 +92,21 @@ TEST_F(KvCacheTest, ExplainNamesFirstMissingPageAndWhy) {
   std::iota(prompt.begin(), prompt.end(), 1);
   PutAll("a", {prompt.begin(), prompt.begin() + 12});
   auto all = cache_.Explain("a", model_->model_id, prompt);
-  EXPECT_EQ(all.reason, ExplainResult::Reason::kPartialPage);
-  EXPECT_EQ(all.hit_tokens, 12u);
+  EXPECT_EQ(all->reason, ExplainResult::Reason::kPartialPage);
+  EXPECT_EQ(all->hit_tokens, 12u);
   ASSERT_TRUE(cache_.Delete("a", model_->model_id, prompt, 1).ok());
   auto evicted = cache_.Explain("a", model_->model_id, prompt);
-  EXPECT_EQ(evicted.reason, ExplainResult::Reason::kEvicted);
-  EXPECT_EQ(evicted.first_missing_page, 1u);
-  EXPECT_NE(evicted.detail.find("page 1 (tokens 4..7)"), std::string::npos) << evicted.detail;
+  EXPECT_EQ(evicted->reason, ExplainResult::Reason::kEvicted);
+  EXPECT_EQ(evicted->first_missing_page, 1u);
+  EXPECT_NE(evicted->detail.find("page 1 (tokens 4..7)"), std::string::npos) << evicted->detail;
   prompt[0] = 999;
-  EXPECT_EQ(cache_.Explain("a", model_->model_id, prompt).reason, ExplainResult::Reason::kAbsent);
-  EXPECT_EQ(cache_.Explain("a", std::string(64, 'a'), prompt).reason,
+  EXPECT_EQ(cache_.Explain("a", model_->model_id, prompt)->reason, ExplainResult::Reason::kAbsent);
+  EXPECT_EQ(cache_.Explain("a", std::string(64, 'a'), prompt)->reason,
             ExplainResult::Reason::kUnknownModel);
+  // Malformed input is an error, not a reason.
+  EXPECT_EQ(cache_.Explain("a", model_->model_id, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(cache_.Explain("a", "nope", prompt).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(KvCacheTest, ResolveRejectsBadInput) {

@@ -11,10 +11,14 @@ namespace slimkv::cache {
 
 namespace fs = std::filesystem;
 
-ModelRegistry::ModelRegistry(uint64_t max_page_bytes) : max_page_bytes_(max_page_bytes) {}
+ModelRegistry::ModelRegistry(uint64_t max_page_bytes, uint32_t max_models)
+    : max_page_bytes_(max_page_bytes), max_models_(max_models) {}
 
 absl::StatusOr<Registration> ModelRegistry::RegisterDir(absl::string_view dir,
                                                         uint32_t page_tokens) {
+  if (!fs::path(std::string(dir)).is_absolute()) {
+    return absl::InvalidArgumentError("model_dir: must be an absolute path");
+  }
   const fs::path config_path = fs::path(std::string(dir)) / "config.json";
   std::ifstream in(config_path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("model_dir: cannot read ", config_path.string()));
@@ -68,6 +72,10 @@ absl::StatusOr<Registration> ModelRegistry::Add(ModelConfig config,
   model->weights = std::move(weights);
 
   std::lock_guard<std::mutex> lock(mu_);
+  if (models_.size() >= max_models_ && !models_.contains(model->model_id)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "model: ", models_.size(), " models are registered, the daemon's max_models"));
+  }
   auto [it, inserted] = models_.try_emplace(model->model_id, model);
   return Registration{.model = it->second, .already_registered = !inserted};
 }

@@ -40,12 +40,14 @@ struct Registration {
 
 class ModelRegistry {
  public:
-  // Pages larger than max_page_bytes (engine layout, fp32) are refused at registration.
-  explicit ModelRegistry(uint64_t max_page_bytes);
+  // Pages larger than max_page_bytes (engine layout, fp32) are refused at registration, and so
+  // is a new model beyond max_models (models are never unregistered).
+  ModelRegistry(uint64_t max_page_bytes, uint32_t max_models);
 
   // Registers the model in directory `dir` (config.json, optional *.safetensors).
-  // NOT_FOUND: no config.json in dir. INVALID_ARGUMENT: bad config, bad safetensors, page_tokens
-  // not a power of two in [1, 4096], or pages over max_page_bytes; the message names the field.
+  // NOT_FOUND: no config.json in dir. INVALID_ARGUMENT: dir not absolute, bad config, bad
+  // safetensors, page_tokens not a power of two in [1, 4096], or pages over max_page_bytes; the
+  // message names the field. RESOURCE_EXHAUSTED: max_models reached.
   [[nodiscard]] absl::StatusOr<Registration> RegisterDir(absl::string_view dir,
                                                          uint32_t page_tokens);
   // Registers from config.json text alone (no weights).
@@ -62,6 +64,7 @@ class ModelRegistry {
                                                  uint32_t page_tokens);
 
   const uint64_t max_page_bytes_;
+  const uint32_t max_models_;
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const RegisteredModel>> models_
       ABSL_GUARDED_BY(mu_);

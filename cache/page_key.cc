@@ -5,7 +5,6 @@
 #include <bit>
 #include <memory>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 
 namespace slimkv::cache {
@@ -49,8 +48,8 @@ std::string ToHex(const Digest& d) {
 
 bool FromHex(absl::string_view hex, Digest* out) {
   if (hex.size() != 64) return false;
-  for (char c : hex) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  for (char c : hex) {  // lower case only: ids are compared as strings
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   const std::string bytes = absl::HexStringToBytes(hex);
   std::copy(bytes.begin(), bytes.end(), out->begin());

@@ -34,7 +34,7 @@ std::vector<PageKey> ChainPageKeys(const Digest& root, std::span<const uint32_t>
                                    uint32_t page_tokens);
 
 std::string ToHex(const Digest& d);
-// Parses 64 hex digits; false on anything else.
+// Parses 64 lower-case hex digits (as ToHex writes them); false on anything else.
 bool FromHex(absl::string_view hex, Digest* out);
 
 struct DigestHash {

@@ -19,13 +19,24 @@ TenantQuota PageStore::Quota(const std::string& tenant) const {
   return it == tenants_.end() ? TenantQuota{} : it->second.quota;
 }
 
-absl::StatusOr<PageStore::InsertResult> PageStore::Insert(std::shared_ptr<const Page> page) {
-  const uint64_t bytes = page->StoredBytes();
+absl::Status PageStore::CheckAdmissible(const std::string& tenant, uint64_t bytes) const {
   if (bytes > options_.budget_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat("page of ", bytes,
                                                      " bytes exceeds the host budget of ",
                                                      options_.budget_bytes, " bytes"));
   }
+  const TenantQuota quota = Quota(tenant);
+  if (quota.bytes != 0 && bytes > quota.bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("page of ", bytes, " bytes exceeds tenant ",
+                                                     tenant, "'s host quota of ", quota.bytes,
+                                                     " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PageStore::InsertResult> PageStore::Insert(std::shared_ptr<const Page> page) {
+  const uint64_t bytes = page->StoredBytes();
+  if (absl::Status s = CheckAdmissible(page->tenant, bytes); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = index_.find(page->key); it != index_.end()) {
     Lru& lru = it->second.tenant->lru;
@@ -33,11 +44,6 @@ absl::StatusOr<PageStore::InsertResult> PageStore::Insert(std::shared_ptr<const 
     return InsertResult::kAlreadyPresent;
   }
   Tenant& t = tenants_[page->tenant];
-  if (t.quota.bytes != 0 && bytes > t.quota.bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("page of ", bytes, " bytes exceeds tenant ",
-                                                     page->tenant, "'s host quota of ",
-                                                     t.quota.bytes, " bytes"));
-  }
   if (!MakeRoomLocked(t, bytes)) {
     const bool over_quota = t.quota.bytes != 0 && t.usage.stored_bytes + bytes > t.quota.bytes;
     return absl::ResourceExhaustedError(

@@ -70,6 +70,11 @@ class PageStore {
   // The page under `key`, marked most recently used; nullptr when absent.
   std::shared_ptr<const Page> Get(const PageKey& key);
 
+  // OK when a page of `bytes` could be admitted for `tenant` at all: not over the budget, nor
+  // over the tenant's quota. RESOURCE_EXHAUSTED otherwise. Lets a Put refuse a page before
+  // receiving it; Insert still decides.
+  [[nodiscard]] absl::Status CheckAdmissible(const std::string& tenant, uint64_t bytes) const;
+
   // True when `key` is present; marks it most recently used (a lookup announces a get).
   bool Touch(const PageKey& key);
 

@@ -1,7 +1,6 @@
 #include "daemon/auth.h"
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "cache/page_key.h"
 
 namespace slimkv::daemon {
@@ -18,9 +17,10 @@ absl::StatusOr<std::string> Authenticator::Authenticate(
     return absl::UnauthenticatedError("authorization: missing; send 'Bearer <token>'");
   }
   absl::string_view value(it->second.data(), it->second.size());
-  if (!absl::ConsumePrefix(&value, "Bearer ") || value.empty()) {
+  if (!absl::StartsWithIgnoreCase(value, "bearer ") || value.size() == 7) {  // RFC 6750: any case
     return absl::UnauthenticatedError("authorization: expected 'Bearer <token>'");
   }
+  value.remove_prefix(7);
   const cache::Digest digest =
       cache::Sha256({{reinterpret_cast<const uint8_t*>(value.data()), value.size()}});
   auto tenant = tenant_by_token_sha256_.find(cache::ToHex(digest));

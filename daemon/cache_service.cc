@@ -75,7 +75,7 @@ CacheService::CacheService(cache::KvCache* cache, const Authenticator* auth, Met
 grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContext* ctx,
                                                       const v1::RegisterModelRequest* request,
                                                       v1::RegisterModelResponse* response) {
-  return Unary(ctx, *auth_, metrics_, "RegisterModel", [&](const std::string& tenant) -> absl::Status {
+  return Unary(ctx, *auth_, metrics_, "RegisterModel", [&](const std::string&) -> absl::Status {
     const uint32_t page_tokens = request->page_tokens() == 0 ? 16 : request->page_tokens();
     absl::StatusOr<cache::Registration> reg;
     switch (request->source_case()) {
@@ -127,8 +127,10 @@ grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx
                                                 const v1::ExplainRequest* request,
                                                 v1::ExplainResponse* response) {
   return Unary(ctx, *auth_, metrics_, "Explain", [&](const std::string& tenant) -> absl::Status {
-    cache::ExplainResult r =
+    absl::StatusOr<cache::ExplainResult> explained =
         cache_->Explain(tenant, request->model_id(), TokenSpan(request->tokens()));
+    if (!explained.ok()) return explained.status();
+    const cache::ExplainResult& r = *explained;
     using R = cache::ExplainResult::Reason;
     v1::ExplainResponse::Reason reason = v1::ExplainResponse::REASON_UNSPECIFIED;
     switch (r.reason) {
@@ -163,8 +165,6 @@ grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* ctx,
     t->set_miss_tokens(s.miss_tokens);
     t->set_evictions(s.host.evictions);
     response->set_host_budget_bytes(cache_->host().budget_bytes());
-    response->set_host_used_bytes(cache_->host().used_bytes());
-    response->set_models(static_cast<uint32_t>(cache_->models().size()));
     return absl::OkStatus();
   });
 }

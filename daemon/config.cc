@@ -46,6 +46,10 @@ absl::Status ValidateTenants(const v1::DaemonConfig& config) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".id: '", t.id(), "' is not 1-64 characters of [A-Za-z0-9_.-]"));
     }
+    if (t.id() == "unauthenticated") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".id: 'unauthenticated' is reserved (it labels calls that failed to authenticate)"));
+    }
     if (!ids.insert(t.id()).second) {
       return absl::InvalidArgumentError(absl::StrCat(field, ".id: '", t.id(), "' repeats"));
     }
@@ -73,6 +77,8 @@ v1::DaemonConfig DefaultConfig() {
   c.set_get_chunk_bytes(1u << 20);
   c.set_max_page_bytes(1ull << 30);
   c.set_explain_evicted_keys(65536);
+  c.set_max_models(64);
+  c.set_max_put_inflight_bytes(2ull << 30);
   return c;
 }
 
@@ -84,7 +90,13 @@ absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
   if (config.host_budget_bytes() == 0) config.set_host_budget_bytes(d.host_budget_bytes());
   if (config.max_message_bytes() == 0) config.set_max_message_bytes(d.max_message_bytes());
   if (config.get_chunk_bytes() == 0) config.set_get_chunk_bytes(d.get_chunk_bytes());
-  if (config.max_page_bytes() == 0) config.set_max_page_bytes(d.max_page_bytes());
+  if (config.max_page_bytes() == 0) {
+    config.set_max_page_bytes(std::min(d.max_page_bytes(), config.host_budget_bytes()));
+  }
+  if (config.max_models() == 0) config.set_max_models(d.max_models());
+  if (config.max_put_inflight_bytes() == 0) {
+    config.set_max_put_inflight_bytes(d.max_put_inflight_bytes());
+  }
   if (!config.has_explain_evicted_keys()) config.set_explain_evicted_keys(d.explain_evicted_keys());
 
   if (config.max_message_bytes() < (64u << 10)) {
@@ -92,11 +104,22 @@ absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
                                                    config.max_message_bytes(),
                                                    " is below the minimum of 65536"));
   }
-  // A chunk's framing (page, layer, role, offset, header) stays well under 1 KiB.
-  if (config.get_chunk_bytes() + 1024 > config.max_message_bytes()) {
+  if (config.max_message_bytes() > uint32_t{INT32_MAX}) {
+    return absl::InvalidArgumentError(absl::StrCat("max_message_bytes: ",
+                                                   config.max_message_bytes(),
+                                                   " is above gRPC's limit of 2147483647"));
+  }
+  // A Get message packs chunks up to get_chunk_bytes of data plus framing (GetStreamer), and
+  // may overshoot by one chunk's framing: leave a generous margin.
+  if (uint64_t{config.get_chunk_bytes()} + 64 * 1024 > config.max_message_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "get_chunk_bytes: ", config.get_chunk_bytes(), " leaves no room for framing within ",
+        "get_chunk_bytes: ", config.get_chunk_bytes(), " leaves under 64 KiB for framing within ",
         "max_message_bytes ", config.max_message_bytes()));
+  }
+  if (config.max_put_inflight_bytes() < config.max_page_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_put_inflight_bytes: ", config.max_put_inflight_bytes(), " is below max_page_bytes ",
+        config.max_page_bytes(), "; the largest page could never be received"));
   }
   if (auto s = ValidateTenants(config); !s.ok()) return s;
   return config;

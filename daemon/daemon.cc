@@ -29,6 +29,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
   options.host.budget_bytes = config.host_budget_bytes();
   options.host.remembered_removals = config.explain_evicted_keys();
   options.max_page_bytes = config.max_page_bytes();
+  options.max_models = config.max_models();
+  options.max_put_inflight_bytes = config.max_put_inflight_bytes();
   d->cache_ = std::make_unique<cache::KvCache>(options);
   for (const v1::TenantConfig& t : config.tenants()) {
     d->cache_->host().SetQuota(
@@ -64,17 +66,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
 }
 
 Daemon::~Daemon() {
-  if (server_ != nullptr) Shutdown();
+  if (server_ == nullptr) return;
+  Shutdown();
+  server_->Wait();
 }
 
 void Daemon::Wait() { server_->Wait(); }
 
 void Daemon::Shutdown() {
-  if (server_ == nullptr) return;
+  if (stopping_.exchange(true)) return;
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  server_->Wait();
-  server_.reset();
 }
 
 }  // namespace slimkv::daemon

@@ -1,10 +1,11 @@
 // Daemon: one running slimkvd — the cache, its metrics endpoint and the gRPC server (cache
 // service, health checking, reflection) — assembled from a finalized DaemonConfig.
 //
-// Thread-safety: Shutdown() may be called from any thread, once; the rest is constant after
-// Start().
+// Thread-safety: Shutdown() may be called from any thread, any number of times; Wait() from
+// one thread; the rest is constant after Start(). The server is destroyed only with the Daemon.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -22,7 +23,7 @@ namespace slimkv::daemon {
 class Daemon {
  public:
   // Builds everything and starts serving. UNAVAILABLE when an address cannot be bound;
-  // INVALID_ARGUMENT / PERMISSION_DENIED when data_dir cannot be created.
+  // PERMISSION_DENIED when data_dir cannot be created.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Daemon>> Start(
       const v1::DaemonConfig& config);
   ~Daemon();
@@ -33,7 +34,7 @@ class Daemon {
 
   // Blocks until Shutdown().
   void Wait();
-  // Stops accepting calls, lets calls in flight finish (up to a deadline), and returns.
+  // Stops accepting calls and lets calls in flight finish (up to 5 s); Wait() then returns.
   void Shutdown();
 
  private:
@@ -46,6 +47,7 @@ class Daemon {
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace slimkv::daemon

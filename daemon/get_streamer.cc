@@ -8,6 +8,12 @@ namespace slimkv::daemon {
 
 using cache::Role;
 
+namespace {
+// Upper bound on what one TensorChunk adds beside its data (page, layer, role, offset, header,
+// tags and lengths), so a packed message stays within chunk_bytes + one chunk's framing.
+constexpr uint64_t kChunkFramingBytes = 128;
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* cache,
                                                                 const std::string& tenant,
                                                                 const v1::GetRequest& request,
@@ -28,23 +34,24 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
                                                    " but tokens hold ", prefix->keys.size(),
                                                    " whole pages"));
   }
-  std::unique_ptr<GetStreamer> s(new GetStreamer());
+  std::unique_ptr<GetStreamer> s(new GetStreamer(cache));
   s->chunk_bytes_ = chunk_bytes;
+  s->first_page_ = request.first_page();
   s->convert_ = request.dtype() != v1::DTYPE_UNSPECIFIED;
   s->out_dtype_ = static_cast<kernels::DType>(request.dtype());
   for (size_t i = request.first_page(); i < prefix->keys.size(); ++i) {
     cache::Tier tier;
-    auto page = cache->Get(prefix->keys[i], &tier);
+    auto page = cache->Get(prefix->keys[i], &tier);  // announces the use; pinned only later
     if (page == nullptr) break;
-    s->pages_.push_back(std::move(page));
+    s->keys_.push_back(prefix->keys[i]);
+    s->modes_.push_back(page->mode);
     s->tiers_.push_back(tier);
-    s->page_index_.push_back(static_cast<uint32_t>(i));
   }
   return s;
 }
 
 void GetStreamer::LoadTensor() {
-  const cache::Page& page = *pages_[page_];
+  const cache::Page& page = *pinned_;
   const uint32_t layer = tensor_ / 2;
   const Role role = tensor_ % 2 ? Role::kV : Role::kK;
   const uint8_t* src = page.payload.data() + page.TensorOffset(layer, role);
@@ -70,19 +77,27 @@ bool GetStreamer::Next(v1::GetResponse* out) {
     header_sent_ = true;
     v1::GetResponseHeader* h = out->mutable_header();
     h->set_pages(pages());
-    for (size_t i = 0; i < pages_.size(); ++i) {
-      h->add_page_modes(static_cast<v1::Mode>(pages_[i]->mode));
+    for (size_t i = 0; i < keys_.size(); ++i) {
+      h->add_page_modes(static_cast<v1::Mode>(modes_[i]));
       h->add_page_tiers(static_cast<v1::Tier>(tiers_[i]));
     }
     return true;
   }
-  uint64_t packed = 0;
-  while (page_ < pages_.size() && packed < chunk_bytes_) {
-    const cache::Page& page = *pages_[page_];
+  uint64_t packed = 0, data_bytes = 0;
+  while (page_ < keys_.size() && packed < chunk_bytes_) {
+    if (pinned_ == nullptr) {
+      cache::Tier tier;
+      pinned_ = cache_->Get(keys_[page_], &tier);
+      if (pinned_ == nullptr) {  // evicted or deleted since the header: end with a prefix
+        keys_.resize(page_);
+        break;
+      }
+    }
+    const cache::Page& page = *pinned_;
     if (!tensor_loaded_) LoadTensor();
     const uint64_t n = std::min<uint64_t>(chunk_bytes_ - packed, tensor_bytes_ - offset_);
     v1::TensorChunk* c = out->add_chunks();
-    c->set_page(page_index_[page_]);
+    c->set_page(first_page_ + static_cast<uint32_t>(page_));
     c->set_layer(tensor_ / 2);
     c->set_role(tensor_ % 2 ? v1::TENSOR_ROLE_V : v1::TENSOR_ROLE_K);
     if (offset_ == 0) {
@@ -97,17 +112,19 @@ bool GetStreamer::Next(v1::GetResponse* out) {
     c->set_offset(offset_);
     c->set_data(tensor_data_ + offset_, n);
     offset_ += n;
-    packed += n;
+    data_bytes += n;
+    packed += n + kChunkFramingBytes;
     if (offset_ == tensor_bytes_) {
       offset_ = 0;
       tensor_loaded_ = false;
       if (++tensor_ == page.tensor_crc32c.size()) {
         tensor_ = 0;
         ++page_;
+        pinned_.reset();
       }
     }
   }
-  bytes_sent_ += packed;
+  bytes_sent_ += data_bytes;
   return packed > 0;
 }
 

@@ -71,10 +71,11 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
                                                      " is outside the pages sent, [",
                                                      first_page_, ", ", prefix_.keys.size(), ")"));
     }
-    if (static_cast<int64_t>(chunk.page()) < page_) {
+    const int64_t next = page_ < 0 ? first_page_ : page_ + 1;
+    if (chunk.page() != next && building_ == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("chunks.page: ", chunk.page(),
-                                                     " comes after page ", page_,
-                                                     "; pages must be sent in increasing order"));
+                                                     " but page ", next,
+                                                     " is next; every page is sent, in order"));
     }
     if (building_ != nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("chunks.page: page ", page_,
@@ -184,8 +185,15 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
                                                    want[2], "]", where));
   }
   if (first_tensor_of_page) {
+    const uint64_t payload = g.PageElems() * kernels::DTypeSize(dtype);
+    auto reservation = cache_->ReserveInflight(tenant_, payload + cache::kPageOverheadBytes);
+    if (!reservation.ok()) {
+      return absl::Status(reservation.status().code(),
+                          absl::StrCat(reservation.status().message(), where));
+    }
+    reservation_.emplace(*std::move(reservation));
     building_->dtype = dtype;
-    building_->payload.resize(g.PageElems() * kernels::DTypeSize(dtype));
+    building_->payload.resize(payload);
   }
   TensorState& t = tensors_[index];
   t.started = true;
@@ -197,6 +205,7 @@ absl::Status PutAssembler::CompletePage() {
   const uint64_t bytes = building_->StoredBytes();
   auto result = cache_->Insert(std::move(building_));
   building_.reset();
+  reservation_.reset();
   if (!result.ok()) return result.status();
   if (*result == cache::PageStore::InsertResult::kInserted) {
     response_.set_pages_stored(response_.pages_stored() + 1);

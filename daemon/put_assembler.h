@@ -1,7 +1,7 @@
 // PutAssembler: turns the messages of one Put stream into complete, verified pages.
 //
-// It enforces the stream rules of slimkv.v1.PutRequest: one header first; pages in increasing
-// order, each page's chunks not interleaved with another's; each tensor's chunks in order from
+// It enforces the stream rules of slimkv.v1.PutRequest: one header first; every page from
+// first_page on, in order, each page's chunks not interleaved with another's; each tensor's chunks in order from
 // offset 0; shapes and dtypes matching the model; CRC32C verified per tensor. Every violation
 // is an error naming the field. A page is handed to the cache the moment its last tensor
 // verifies; an incomplete page is never visible.
@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,7 @@ class PutAssembler {
   std::vector<TensorState> tensors_;
   uint32_t tensors_done_ = 0;
   std::shared_ptr<cache::Page> building_;
+  std::optional<cache::InflightReservation> reservation_;  // held while building_ fills
   v1::PutResponse response_;
 };
 

@@ -1,6 +1,7 @@
 #include "daemon/put_assembler.h"
 
 #include <numeric>
+#include <set>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -103,6 +104,47 @@ TEST_F(PutAssemblerTest, GetStreamsBackWhatWasPut) {
     for (const auto& c : m.chunks()) want += c.data();
   }
   EXPECT_EQ(got, want);
+}
+
+// Pages being received are bounded across streams; a finished page returns its share.
+TEST_F(PutAssemblerTest, InflightBytesAreBoundedAcrossStreams) {
+  // One fp32 page of this model: 2 layers × (K + V) × 4 × 2 × 8 × 4 B, plus the overhead.
+  const uint64_t page = 2 * 2 * 4 * 2 * 8 * 4 + cache::kPageOverheadBytes;
+  cache::KvCache small(cache::KvCacheOptions{.host = {.budget_bytes = 1 << 20},
+                                             .max_put_inflight_bytes = page + page / 2});
+  ASSERT_TRUE(small.models().RegisterConfig(kConfig, 4).ok());
+  // One tensor per message, the header riding with the first: page 0 is messages 0..3.
+  const auto stream = Stream(0, 1 << 20, 1);
+  PutAssembler a(&small, "t"), b(&small, "t");
+  ASSERT_TRUE(a.Add(stream[0]).ok());  // a starts page 0 and holds its bytes
+  const absl::Status refused = b.Add(stream[0]);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_NE(refused.message().find("max_put_inflight_bytes"), std::string::npos) << refused;
+  for (size_t i = 1; i <= 3; ++i) ASSERT_TRUE(a.Add(stream[i]).ok());  // a's page 0 completes
+  PutAssembler c(&small, "t");
+  EXPECT_TRUE(c.Add(stream[0]).ok());  // a's share came back
+}
+
+// A page deleted after the header was sent ends the stream there: the client gets a prefix.
+TEST_F(PutAssemblerTest, GetEndsAtAPageDeletedMidStream) {
+  PutAssembler a(&cache_, "t");
+  for (const auto& m : Stream(0, 1 << 20, 1000)) ASSERT_TRUE(a.Add(m).ok());
+  ASSERT_TRUE(a.Finish().ok());
+  v1::GetRequest req;
+  req.set_model_id(model_->model_id);
+  req.mutable_tokens()->Add(tokens_.begin(), tokens_.end());
+  auto s = GetStreamer::Start(&cache_, "t", req, 1 << 20);
+  ASSERT_TRUE(s.ok());
+  v1::GetResponse msg;
+  ASSERT_TRUE((*s)->Next(&msg));
+  EXPECT_EQ(msg.header().pages(), 3u);
+  ASSERT_EQ(*cache_.Delete("t", model_->model_id, tokens_, 1), 2u);
+  std::set<uint32_t> pages;
+  while ((*s)->Next(&msg)) {
+    for (const auto& c : msg.chunks()) pages.insert(c.page());
+  }
+  EXPECT_EQ(pages, std::set<uint32_t>{0});
+  EXPECT_EQ((*s)->pages(), 1u);
 }
 
 TEST_F(PutAssemblerTest, PagesCompletedBeforeAnErrorStay) {

@@ -54,6 +54,9 @@ std::vector<v1::PutRequest> PutStream(const cache::RegisteredModel& m,
 
 TEST(ServiceConcurrency, SixteenCallersShareOneCache) {
   cache::KvCache cache(cache::KvCacheOptions{.host = {.budget_bytes = 64 * 4352}});  // 64 pages
+  // A tenant never evicts another's pages: the two tenants split the budget by quota.
+  cache.host().SetQuota("odd", {.bytes = 32 * 4352});
+  cache.host().SetQuota("even", {.bytes = 32 * 4352});
   auto model = cache.models().RegisterConfig(kConfig, kPageTokens);
   ASSERT_TRUE(model.ok()) << model.status();
   const cache::RegisteredModel& m = *model->model;
@@ -110,7 +113,7 @@ TEST(ServiceConcurrency, SixteenCallersShareOneCache) {
           }
           case 3:
             if (!cache.Lookup(tenant, m.model_id, tokens).ok()) ++failures;
-            cache.Explain(tenant, m.model_id, tokens);
+            if (!cache.Explain(tenant, m.model_id, tokens).ok()) ++failures;
             if (rng() % 8 == 0 && !cache.Delete(tenant, m.model_id, tokens, 0).ok()) ++failures;
             break;
         }

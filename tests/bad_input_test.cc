@@ -87,6 +87,17 @@ class BadInput : public ::testing::Test {
   std::vector<uint32_t> stored_, fresh_;
 };
 
+// Calls a unary method of the stub with `request`, as the fixture's tenant.
+template <typename Request, typename Response>
+grpc::Status Unary(BadInput& t,
+                   grpc::Status (v1::Cache::Stub::*method)(grpc::ClientContext*, const Request&,
+                                                           Response*),
+                   const Request& request) {
+  Response response;
+  auto ctx = t.client_->NewContext();
+  return (t.client_->stub()->*method)(ctx.get(), request, &response);
+}
+
 struct Case {
   std::string name;
   grpc::StatusCode code;
@@ -157,6 +168,14 @@ TEST_F(BadInput, Matrix) {
        mutate([&](Stream& s) { chunk(s, 1)->set_page(1u << 31); })},
       {"put next page before the current one completes", grpc::INVALID_ARGUMENT, "chunks.page",
        mutate([&](Stream& s) { std::swap(s[2], s[9]); })},
+      {"put skips a page", grpc::INVALID_ARGUMENT, "chunks.page",
+       mutate([](Stream& s) { s.erase(s.begin() + 1, s.begin() + 9); })},
+      {"put upper-case model id", grpc::INVALID_ARGUMENT, "header.model_id",
+       mutate([](Stream& s) {
+         std::string id = s[0].header().model_id();
+         for (char& c : id) c = static_cast<char>(std::toupper(c));
+         s[0].mutable_header()->set_model_id(id);
+       })},
       {"put truncated stream", grpc::INVALID_ARGUMENT, "incomplete",
        mutate([](Stream& s) { s.resize(4); })},
       {"put stream without pages", grpc::INVALID_ARGUMENT, "chunks",
@@ -191,18 +210,26 @@ TEST_F(BadInput, Matrix) {
        [](BadInput& t) {
          v1::LookupRequest r;
          r.set_model_id(t.model_.model_id);
-         v1::LookupResponse resp;
-         auto ctx = t.client_->NewContext();
-         return t.client_->stub()->Lookup(ctx.get(), r, &resp);
+         return Unary(t, &v1::Cache::Stub::Lookup, r);
        }},
       {"lookup unknown model", grpc::NOT_FOUND, "model_id",
        [](BadInput& t) {
          v1::LookupRequest r;
          r.set_model_id(std::string(64, '0'));
          r.add_tokens(1);
-         v1::LookupResponse resp;
-         auto ctx = t.client_->NewContext();
-         return t.client_->stub()->Lookup(ctx.get(), r, &resp);
+         return Unary(t, &v1::Cache::Stub::Lookup, r);
+       }},
+      {"explain empty token list", grpc::INVALID_ARGUMENT, "tokens",
+       [](BadInput& t) {
+         v1::ExplainRequest r;
+         r.set_model_id(t.model_.model_id);
+         return Unary(t, &v1::Cache::Stub::Explain, r);
+       }},
+      {"register relative model_dir", grpc::INVALID_ARGUMENT, "model_dir",
+       [](BadInput& t) {
+         v1::RegisterModelRequest r;
+         r.set_model_dir("model");
+         return Unary(t, &v1::Cache::Stub::RegisterModel, r);
        }},
       {"delete first_page beyond the tokens", grpc::INVALID_ARGUMENT, "first_page",
        [](BadInput& t) {
@@ -210,33 +237,25 @@ TEST_F(BadInput, Matrix) {
          r.set_model_id(t.model_.model_id);
          r.mutable_tokens()->Add(t.stored_.begin(), t.stored_.end());
          r.set_first_page(5);
-         v1::DeleteResponse resp;
-         auto ctx = t.client_->NewContext();
-         return t.client_->stub()->Delete(ctx.get(), r, &resp);
+         return Unary(t, &v1::Cache::Stub::Delete, r);
        }},
       {"register without a source", grpc::INVALID_ARGUMENT, "source",
        [](BadInput& t) {
          v1::RegisterModelRequest r;
-         v1::RegisterModelResponse resp;
-         auto ctx = t.client_->NewContext();
-         return t.client_->stub()->RegisterModel(ctx.get(), r, &resp);
+         return Unary(t, &v1::Cache::Stub::RegisterModel, r);
        }},
       {"register page_tokens not a power of two", grpc::INVALID_ARGUMENT, "page_tokens",
        [](BadInput& t) {
          v1::RegisterModelRequest r;
          r.set_model_dir(t.daemon_->dir() + "/model");
          r.set_page_tokens(24);
-         v1::RegisterModelResponse resp;
-         auto ctx = t.client_->NewContext();
-         return t.client_->stub()->RegisterModel(ctx.get(), r, &resp);
+         return Unary(t, &v1::Cache::Stub::RegisterModel, r);
        }},
       {"register missing directory", grpc::NOT_FOUND, "model_dir",
        [](BadInput& t) {
          v1::RegisterModelRequest r;
          r.set_model_dir(t.daemon_->dir() + "/nope");
-         v1::RegisterModelResponse resp;
-         auto ctx = t.client_->NewContext();
-         return t.client_->stub()->RegisterModel(ctx.get(), r, &resp);
+         return Unary(t, &v1::Cache::Stub::RegisterModel, r);
        }},
       {"register config with a huge size", grpc::INVALID_ARGUMENT, "num_hidden_layers",
        [](BadInput& t) {

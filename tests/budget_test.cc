@@ -62,7 +62,9 @@ TEST(Budget, EvictsLeastRecentlyUsedAndNeverExceeds) {
 
 // A page larger than the whole budget is refused with RESOURCE_EXHAUSTED and stores nothing.
 TEST(Budget, PageLargerThanBudgetIsRefused) {
-  auto d = DaemonProcess::Start("host_budget_bytes: " + std::to_string(kPageCost / 2));
+  // The model registers (max_page_bytes set above the budget); its pages are refused at put.
+  auto d = DaemonProcess::Start("host_budget_bytes: " + std::to_string(kPageCost / 2) +
+                                "\nmax_page_bytes: 1048576");
   ASSERT_TRUE(d.ok()) << d.status();
   auto client = (*d)->NewClient();
   ASSERT_TRUE(client::SyntheticModel{}.Write((*d)->dir() + "/model").ok());

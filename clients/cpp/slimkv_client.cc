@@ -1,5 +1,6 @@
 #include "clients/cpp/slimkv_client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -108,6 +109,14 @@ absl::StatusOr<v1::PutResponse> Client::Put(const ModelHandle& model,
                                             std::span<const uint32_t> tokens,
                                             uint32_t first_page,
                                             std::span<const PageData> pages) {
+  if (options_.chunk_bytes == 0) return absl::InvalidArgumentError("chunk_bytes: must be > 0");
+  for (size_t p = 0; p < pages.size(); ++p) {
+    const uint64_t want = model.PageElems() * kernels::DTypeSize(pages[p].dtype);
+    if (pages[p].bytes.size() != want) {
+      return absl::InvalidArgumentError(absl::StrCat("pages[", p, "]: ", pages[p].bytes.size(),
+                                                     " bytes, the model's page takes ", want));
+    }
+  }
   auto ctx = NewContext();
   v1::PutResponse response;
   auto writer = stub_->Put(ctx.get(), &response);
@@ -180,17 +189,27 @@ absl::StatusOr<std::vector<PageData>> Client::Get(const ModelHandle& model,
   absl::Status bad;
   while (bad.ok() && reader->Read(&msg)) {
     if (msg.has_header()) {
+      const v1::GetResponseHeader& h = msg.header();
+      const uint64_t whole = tokens.size() / model.page_tokens;
+      const uint64_t asked = whole - std::min<uint64_t>(first_page, whole);
+      if (have_header || h.pages() > asked || h.page_tiers_size() != int(h.pages()) ||
+          h.page_modes_size() != int(h.pages())) {
+        bad = absl::DataLossError("get: malformed response header");
+        break;
+      }
       have_header = true;
-      pages.resize(msg.header().pages());
+      pages.resize(h.pages());
       complete.assign(pages.size(), 0);
-      for (int i = 0; i < msg.header().page_tiers_size() && i < int(pages.size()); ++i) {
-        pages[i].tier = msg.header().page_tiers(i);
-        pages[i].mode = msg.header().page_modes(i);
+      for (size_t i = 0; i < pages.size(); ++i) {
+        pages[i].tier = h.page_tiers(int(i));
+        pages[i].mode = h.page_modes(int(i));
       }
     }
     for (const v1::TensorChunk& c : msg.chunks()) {
       const int64_t idx = int64_t{c.page()} - first_page;
-      if (!have_header || idx < 0 || idx >= int64_t(pages.size()) || c.layer() >= model.num_layers) {
+      const bool role_ok = c.role() == v1::TENSOR_ROLE_K || c.role() == v1::TENSOR_ROLE_V;
+      if (!have_header || idx < 0 || idx >= int64_t(pages.size()) ||
+          c.layer() >= model.num_layers || !role_ok) {
         bad = absl::DataLossError(absl::StrCat("get: chunk for page ", c.page(), " layer ",
                                                c.layer(), " out of range"));
         break;
@@ -207,7 +226,7 @@ absl::StatusOr<std::vector<PageData>> Client::Get(const ModelHandle& model,
         want_crc[t] = c.header().crc32c();
       }
       const uint64_t size = model.TensorElems(c.role()) * kernels::DTypeSize(page.dtype);
-      if (page.bytes.empty() || c.offset() + c.data().size() > size) {
+      if (page.bytes.empty() || c.offset() > size || c.data().size() > size - c.offset()) {
         bad = absl::DataLossError("get: chunk outside its tensor");
         break;
       }
@@ -230,13 +249,18 @@ absl::StatusOr<std::vector<PageData>> Client::Get(const ModelHandle& model,
     return bad;
   }
   if (auto s = FromGrpcStatus(reader->Finish()); !s.ok()) return s;
-  for (size_t i = 0; i < pages.size(); ++i) {
-    if (complete[i] != 2 * model.num_layers) {
+  // A page evicted after the header was sent ends the stream at a page boundary: keep the
+  // complete prefix; a page that arrived in part is an error.
+  size_t whole = 0;
+  while (whole < pages.size() && complete[whole] == 2 * model.num_layers) ++whole;
+  for (size_t i = whole; i < pages.size(); ++i) {
+    if (complete[i] != 0) {
       return absl::DataLossError(absl::StrCat("get: page ", first_page + i, " arrived with ",
                                               complete[i], " of ", 2 * model.num_layers,
                                               " tensors"));
     }
   }
+  pages.resize(whole);
   return pages;
 }
 
