@@ -144,7 +144,11 @@ grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx
     response->set_first_missing_page(r.first_missing_page);
     response->set_reason(reason);
     response->set_detail(r.detail);
-    for (const auto& key : r.keys) response->add_page_keys(cache::ToHex(key));
+    // At most kExplainKeys, so that a long prompt's answer stays far below the message limit.
+    constexpr size_t kExplainKeys = 1024;
+    for (size_t i = 0; i < r.keys.size() && i < kExplainKeys; ++i) {
+      response->add_page_keys(cache::ToHex(r.keys[i]));
+    }
     return absl::OkStatus();
   });
 }
