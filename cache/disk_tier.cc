@@ -240,9 +240,7 @@ void DiskTier::AddLocked(const PageKey& key, uint64_t bytes, uint64_t logical_by
                          const std::string& tenant) {
   auto [usage, unused] = usage_.try_emplace(tenant);
   TenantUsage& u = usage->second;
-  ++u.pages;
-  u.stored_bytes += bytes;
-  u.logical_bytes += logical_bytes;
+  u.Add(bytes, logical_bytes);
   used_bytes_ += bytes;
   lru_.push_front(key);
   index_.emplace(key, Entry{.lru = lru_.begin(), .bytes = bytes, .logical_bytes = logical_bytes,
@@ -253,10 +251,7 @@ void DiskTier::RemoveLocked(const PageKey& key, bool evicted) {
   auto it = index_.find(key);
   const Entry& e = it->second;
   TenantUsage& u = usage_.at(*e.tenant);
-  --u.pages;
-  u.stored_bytes -= e.bytes;
-  u.logical_bytes -= e.logical_bytes;
-  if (evicted) ++u.evictions;
+  u.Remove(e.bytes, e.logical_bytes, evicted);
   used_bytes_ -= e.bytes;
   lru_.erase(e.lru);
   index_.erase(it);

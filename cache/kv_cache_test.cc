@@ -60,7 +60,9 @@ TEST_F(KvCacheTest, RegistrationIsIdempotentAndKeyedByPageSize) {
 }
 
 TEST_F(KvCacheTest, RegistrationIsBoundedByMaxModels) {
-  KvCache small(KvCacheOptions{.max_models = 1});
+  KvCacheOptions options;
+  options.max_models = 1;
+  KvCache small(options);
   ASSERT_TRUE(small.models().RegisterConfig(kConfig, 4).ok());
   EXPECT_TRUE(small.models().RegisterConfig(kConfig, 4)->already_registered);  // not a new one
   EXPECT_EQ(small.models().RegisterConfig(kConfig, 8).status().code(),

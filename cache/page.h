@@ -31,9 +31,8 @@ struct PageGeometry {
   uint32_t k_head_dim = 0;
   uint32_t v_head_dim = 0;
 
-  uint64_t TensorElems(Role r) const {
-    return uint64_t{page_tokens} * num_kv_heads * (r == Role::kK ? k_head_dim : v_head_dim);
-  }
+  uint32_t HeadDim(Role r) const { return r == Role::kK ? k_head_dim : v_head_dim; }
+  uint64_t TensorElems(Role r) const { return uint64_t{page_tokens} * num_kv_heads * HeadDim(r); }
   uint64_t LayerElems() const { return TensorElems(Role::kK) + TensorElems(Role::kV); }
   uint64_t PageElems() const { return LayerElems() * num_layers; }
   bool operator==(const PageGeometry&) const = default;
@@ -56,6 +55,7 @@ struct Page {
   std::vector<uint32_t> tensor_crc32c;
 
   static uint32_t TensorIndex(uint32_t layer, Role r) { return layer * 2 + (r == Role::kV); }
+  static Role RoleOf(uint32_t tensor_index) { return tensor_index % 2 ? Role::kV : Role::kK; }
 
   uint64_t TensorBytes(Role r) const {
     return geometry.TensorElems(r) * kernels::DTypeSize(dtype);

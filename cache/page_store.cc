@@ -52,9 +52,7 @@ absl::StatusOr<PageStore::InsertResult> PageStore::Insert(std::shared_ptr<const 
                    : absl::StrCat("host tier full (", used_bytes_, " of ", options_.budget_bytes,
                                   " bytes) with other tenants' pages"));
   }
-  t.usage.pages++;
-  t.usage.stored_bytes += bytes;
-  t.usage.logical_bytes += page->LogicalBytes();
+  t.usage.Add(bytes, page->LogicalBytes());
   used_bytes_ += bytes;
   removed_.erase(page->key);  // its FIFO slot, if any, ages out harmlessly
   const PageKey key = page->key;
@@ -140,10 +138,7 @@ std::map<std::string, TenantUsage> PageStore::UsageByTenant() const {
 void PageStore::RemoveLocked(Tenant& t, Lru::iterator it, bool evicted) {
   const Page& page = **it;
   const uint64_t bytes = page.StoredBytes();
-  --t.usage.pages;
-  t.usage.stored_bytes -= bytes;
-  t.usage.logical_bytes -= page.LogicalBytes();
-  if (evicted) ++t.usage.evictions;
+  t.usage.Remove(bytes, page.LogicalBytes(), evicted);
   used_bytes_ -= bytes;
   RememberRemovalLocked(page.key);
   index_.erase(page.key);

@@ -32,6 +32,18 @@ struct TenantUsage {
   uint64_t stored_bytes = 0;
   uint64_t logical_bytes = 0;
   uint64_t evictions = 0;  // total, monotonic
+
+  void Add(uint64_t bytes, uint64_t logical) {
+    ++pages;
+    stored_bytes += bytes;
+    logical_bytes += logical;
+  }
+  void Remove(uint64_t bytes, uint64_t logical, bool evicted) {
+    --pages;
+    stored_bytes -= bytes;
+    logical_bytes -= logical;
+    evictions += evicted;
+  }
 };
 
 // A tenant's limits in one tier.

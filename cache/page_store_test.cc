@@ -92,7 +92,9 @@ TEST(PageStore, QuotaEvictsOwnPagesOrRejects) {
     ASSERT_TRUE(store.Insert(MakePage(i, kPage, "evicts")).ok());
     const auto r = store.Insert(MakePage(100 + i, kPage, "rejects"));
     EXPECT_EQ(r.ok(), i < 2) << i;
-    if (!r.ok()) EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+    }
   }
   EXPECT_EQ(store.UsageByTenant()["evicts"].stored_bytes, 2048u);
   EXPECT_EQ(store.UsageByTenant()["evicts"].evictions, 1u);

@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
 void GetStreamer::LoadTensor() {
   const cache::Page& page = *pinned_;
   const uint32_t layer = tensor_ / 2;
-  const Role role = tensor_ % 2 ? Role::kV : Role::kK;
+  const Role role = cache::Page::RoleOf(tensor_);
   const uint8_t* src = page.payload.data() + page.TensorOffset(layer, role);
   const uint64_t src_bytes = page.TensorBytes(role);
   if (!convert_ || out_dtype_ == page.dtype) {
@@ -99,14 +99,14 @@ bool GetStreamer::Next(v1::GetResponse* out) {
     v1::TensorChunk* c = out->add_chunks();
     c->set_page(first_page_ + static_cast<uint32_t>(page_));
     c->set_layer(tensor_ / 2);
-    c->set_role(tensor_ % 2 ? v1::TENSOR_ROLE_V : v1::TENSOR_ROLE_K);
+    const Role role = cache::Page::RoleOf(tensor_);
+    c->set_role(role == Role::kV ? v1::TENSOR_ROLE_V : v1::TENSOR_ROLE_K);
     if (offset_ == 0) {
       v1::TensorHeader* h = c->mutable_header();
       h->set_dtype(static_cast<v1::DType>(convert_ ? out_dtype_ : page.dtype));
-      const Role role = tensor_ % 2 ? Role::kV : Role::kK;
       h->add_shape(page.geometry.page_tokens);
       h->add_shape(page.geometry.num_kv_heads);
-      h->add_shape(role == Role::kK ? page.geometry.k_head_dim : page.geometry.v_head_dim);
+      h->add_shape(page.geometry.HeadDim(role));
       h->set_crc32c(tensor_crc_);
     }
     c->set_offset(offset_);

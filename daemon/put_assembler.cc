@@ -177,7 +177,7 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
   }
   const cache::PageGeometry& g = prefix_.model->geometry;
   const int64_t want[3] = {g.page_tokens, g.num_kv_heads,
-                           role == Role::kK ? g.k_head_dim : g.v_head_dim};
+                           g.HeadDim(role)};
   const auto& shape = h.shape();
   if (shape.size() != 3 || shape[0] != want[0] || shape[1] != want[1] || shape[2] != want[2]) {
     return absl::InvalidArgumentError(absl::StrCat("chunks.header.shape: ", ShapeString(shape),
@@ -219,7 +219,7 @@ absl::Status PutAssembler::CompletePage() {
 std::string PutAssembler::Missing() const {
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const TensorState& t = tensors_[i];
-    const Role role = i % 2 ? Role::kV : Role::kK;
+    const Role role = cache::Page::RoleOf(static_cast<uint32_t>(i));
     if (!t.started || t.received < building_->TensorBytes(role)) {
       return absl::StrCat("layer ", i / 2, " ", RoleName(role), " has ", t.received, " of ",
                           building_->TensorBytes(role), " bytes");
