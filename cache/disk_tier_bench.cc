@@ -71,7 +71,7 @@ std::vector<Page> MakePages(uint32_t count, uint64_t payload_bytes) {
       const uint64_t v = rng();
       std::memcpy(p.payload.data() + j, &v, 8);
     }
-    p.tensor_crc32c.assign(2 * g.num_layers, 0);
+    SetFullLayers(&p);
   }
   return pages;
 }

@@ -39,12 +39,7 @@ std::shared_ptr<Page> MakePage(uint32_t id, uint32_t dim = 16, std::string tenan
   p->payload.resize(p->LogicalBytes());
   std::mt19937 rng(id);
   for (auto& b : p->payload) b = static_cast<uint8_t>(rng());
-  for (uint32_t l = 0; l < layers; ++l) {
-    for (Role r : {Role::kK, Role::kV}) {
-      p->tensor_crc32c.push_back(kernels::Crc32c(0, p->payload.data() + p->TensorOffset(l, r),
-                                                 p->TensorBytes(r)));
-    }
-  }
+  SetFullLayers(p.get());
   return p;
 }
 
@@ -55,7 +50,14 @@ void ExpectSamePage(const Page& got, const Page& want) {
   EXPECT_EQ(got.mode, want.mode);
   EXPECT_EQ(got.dtype, want.dtype);
   EXPECT_EQ(got.geometry, want.geometry);
-  EXPECT_EQ(got.tensor_crc32c, want.tensor_crc32c);
+  EXPECT_EQ(got.quant, want.quant);
+  ASSERT_EQ(got.layers.size(), want.layers.size());
+  for (size_t i = 0; i < got.layers.size(); ++i) {
+    EXPECT_EQ(got.layers[i].mode, want.layers[i].mode);
+    EXPECT_EQ(got.layers[i].quant, want.layers[i].quant);
+    EXPECT_EQ(got.layers[i].bytes, want.layers[i].bytes);
+    EXPECT_EQ(got.layers[i].crc32c, want.layers[i].crc32c);
+  }
   EXPECT_TRUE(got.payload == want.payload) << "payload differs";
 }
 
@@ -74,7 +76,7 @@ void Reseal(std::string* record, const DiskRecordHeader& h) {
   DiskRecordHeader z = h;
   z.meta_crc32c = z.record_crc32c = 0;
   std::memcpy(record->data(), &z, sizeof(z));
-  const size_t meta = sizeof(z) + uint64_t{h.tenant_bytes} + 4ull * h.tensor_crc_count;
+  const size_t meta = sizeof(z) + uint64_t{h.tenant_bytes} + sizeof(DiskLayerEntry) * h.layer_count;
   const size_t cut = std::min(meta, record->size());
   z.meta_crc32c = kernels::Crc32c(0, record->data(), cut);
   z.record_crc32c = kernels::Crc32c(z.meta_crc32c, record->data() + cut, record->size() - cut);
@@ -85,7 +87,7 @@ TEST(DiskRecord, RoundTripsEveryField) {
   auto page = MakePage(1, 16, "tenant-a", 3);
   const std::string record = EncodeRecord(*page);
   EXPECT_EQ(record.size(), RecordBytes(*page));
-  EXPECT_EQ(record.size(), 128 + 8 + 4 * 6 + page->payload.size());
+  EXPECT_EQ(record.size(), 128 + 8 + 16 * 3 + page->payload.size());
   EXPECT_EQ(record.substr(0, 4), "SKVR");
   auto decoded = DecodeRecord(record);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
@@ -123,12 +125,12 @@ std::function<void(std::string*)> Field(std::function<void(DiskRecordHeader*)> e
 
 TEST(DiskRecord, RejectsEveryMalformedRecordWithDataLoss) {
   const std::string good = EncodeRecord(*MakePage(3, 16, "tenant"));
-  const size_t payload_at = 128 + 6 + 4 * 4;
+  const size_t payload_at = 128 + 6 + 2 * 16;
   const std::vector<MalformedCase> cases = {
       {"empty", [](std::string* r) { r->clear(); }, "shorter than the 128-byte header"},
       {"header cut", [](std::string* r) { r->resize(127); }, "shorter than the 128-byte header"},
       {"bad magic", [](std::string* r) { (*r)[0] = 'X'; }, "bad magic"},
-      {"future version", Field([](auto* h) { h->version = 2; }), "unsupported format version 2"},
+      {"future version", Field([](auto* h) { h->version = 3; }), "unsupported format version 3"},
       {"header size", Field([](auto* h) { h->header_bytes = 120; }), "header size 120"},
       {"reserved0", Field([](auto* h) { h->reserved0 = 1; }), "reserved field not zero"},
       {"reserved1", Field([](auto* h) { h->reserved1 = 1; }), "reserved field not zero"},
@@ -138,12 +140,12 @@ TEST(DiskRecord, RejectsEveryMalformedRecordWithDataLoss) {
       {"tenant length huge", Field([](auto* h) { h->tenant_bytes = 0xffffffff; }),
        "do not add up"},
       {"payload length", Field([](auto* h) { h->payload_bytes -= 4; }), "do not add up"},
-      {"crc count huge", Field([](auto* h) { h->tensor_crc_count = 0xffffffff; }),
+      {"layer count huge", Field([](auto* h) { h->layer_count = 0xffffffff; }),
        "do not add up"},
       {"header bit", [](std::string* r) { (*r)[60] ^= 1; }, "header CRC32C mismatch"},
       {"header crc field", [](std::string* r) { (*r)[12] ^= 1; }, "header CRC32C mismatch"},
       {"tenant byte", [](std::string* r) { (*r)[129] ^= 1; }, "header CRC32C mismatch"},
-      {"tensor crc byte", [](std::string* r) { (*r)[128 + 6 + 5] ^= 1; },
+      {"layer table byte", [](std::string* r) { (*r)[128 + 6 + 5] ^= 1; },
        "header CRC32C mismatch"},
       {"payload bit", [=](std::string* r) { (*r)[payload_at + 100] ^= 0x10; },
        "record CRC32C mismatch", false},
@@ -151,16 +153,17 @@ TEST(DiskRecord, RejectsEveryMalformedRecordWithDataLoss) {
        false},
       {"record crc field", [](std::string* r) { (*r)[8] ^= 1; }, "record CRC32C mismatch", false},
       {"unknown mode", Field([](auto* h) { h->mode = 9; }), "unknown mode"},
+      {"unknown quantizer", Field([](auto* h) { h->quant = 0; }), "unknown quantizer"},
       {"unknown dtype", Field([](auto* h) { h->dtype = 7; }), "unknown dtype"},
-      {"crc count vs layers", Field([](auto* h) { h->num_layers = 3; }),
-       "tensor CRC count is not 2 * num_layers"},
+      {"layer count vs layers", Field([](auto* h) { h->num_layers = 3; }),
+       "layer count is not num_layers"},
       {"geometry vs payload", Field([](auto* h) { h->k_head_dim = 8; }),
-       "payload size does not match the geometry"},
+       "full layer size does not match the geometry"},
       {"dtype vs payload", Field([](auto* h) { h->dtype = 1; }),
-       "payload size does not match the geometry"},
+       "full layer size does not match the geometry"},
       {"geometry overflow",
        Field([](auto* h) { h->page_tokens = h->num_kv_heads = h->k_head_dim = 0xffffffff; }),
-       "payload size does not match the geometry"},
+       "geometry overflows"},
   };
   for (const MalformedCase& c : cases) {
     SCOPED_TRACE(c.name);
@@ -179,7 +182,7 @@ TEST(DiskRecord, CheckRecordableRejectsPagesThatWouldNotDecode) {
   auto short_payload = MakePage(4);
   short_payload->payload.pop_back();
   auto missing_crcs = MakePage(5);
-  missing_crcs->tensor_crc32c.clear();
+  missing_crcs->layers.pop_back();
   for (const auto& p : {short_payload, missing_crcs}) {
     EXPECT_EQ(CheckRecordable(*p).code(), absl::StatusCode::kInvalidArgument);
   }
@@ -271,7 +274,7 @@ TEST_F(DiskTierTest, RefusesUnrecordableAndOversizedPages) {
   const uint64_t one = DiskTier::DiskBytes(*MakePage(0));
   auto tier = Open(2 * one);
   auto bad = MakePage(1);
-  bad->tensor_crc32c.pop_back();
+  bad->layers.pop_back();
   EXPECT_EQ(tier->Insert(*bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(tier->Insert(*MakePage(2, 64)).status().code(),
             absl::StatusCode::kResourceExhausted);

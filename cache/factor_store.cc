@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -124,6 +125,49 @@ absl::Status FactorStore::Put(const Fingerprint& model, uint32_t layer, absl::st
     return absl::ErrnoToStatus(err, absl::StrCat("rename to ", path));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<double>> GetOrCompute(
+    const FactorStore* store, const Fingerprint& model, uint32_t layer, absl::string_view name,
+    size_t expect_count, absl::FunctionRef<absl::StatusOr<std::vector<double>>()> compute,
+    bool* from_cache) {
+  if (from_cache != nullptr) *from_cache = false;
+  if (store != nullptr) {
+    absl::StatusOr<std::vector<double>> got = store->Get(model, layer, name);
+    if (got.ok() && (expect_count == 0 || got->size() == expect_count)) {
+      if (from_cache != nullptr) *from_cache = true;
+      return got;
+    }
+  }
+  absl::StatusOr<std::vector<double>> values = compute();
+  if (values.ok() && store != nullptr) (void)store->Put(model, layer, name, *values);
+  return values;
+}
+
+absl::StatusOr<kernels::Conditioning> CachedConditioning(const FactorStore* store,
+                                                         const Fingerprint& model,
+                                                         uint32_t layer,
+                                                         const kernels::KvProjection& p,
+                                                         bool* from_cache) {
+  // Entry layout: [κ_K, κ_V, κ_KV, σ_KV...].
+  const size_t n_sigma = static_cast<size_t>(std::min(p.d, 2 * p.e()));
+  absl::StatusOr<std::vector<double>> v = GetOrCompute(
+      store, model, layer, "conditioning", 3 + n_sigma,
+      [&]() -> absl::StatusOr<std::vector<double>> {
+        absl::StatusOr<kernels::Conditioning> c = kernels::AnalyzeConditioning(p);
+        if (!c.ok()) return c.status();
+        std::vector<double> out = {c->kappa_k, c->kappa_v, c->kappa_kv};
+        out.insert(out.end(), c->sigma_kv.begin(), c->sigma_kv.end());
+        return out;
+      },
+      from_cache);
+  if (!v.ok()) return v.status();
+  kernels::Conditioning c;
+  c.kappa_k = (*v)[0];
+  c.kappa_v = (*v)[1];
+  c.kappa_kv = (*v)[2];
+  c.sigma_kv.assign(v->begin() + 3, v->end());
+  return c;
 }
 
 }  // namespace slimkv::cache

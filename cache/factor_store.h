@@ -14,10 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "cache/model/attention_weights.h"
+#include "kernels/kv_projection.h"
+#include "kernels/layer_factors.h"
 
 namespace slimkv::cache {
 
@@ -43,5 +47,20 @@ class FactorStore {
  private:
   const std::string root_;  // constant after construction
 };
+
+// The values of (model, layer, name) from `store` when it holds a whole entry of
+// `expect_count` values (0: any count), else `compute()`'s, which are then stored. A failed
+// write only costs a recomputation next time. `store` may be null (nothing is cached);
+// `from_cache` (may be null) says which happened. Fails as `compute` does.
+[[nodiscard]] absl::StatusOr<std::vector<double>> GetOrCompute(
+    const FactorStore* store, const Fingerprint& model, uint32_t layer, absl::string_view name,
+    size_t expect_count, absl::FunctionRef<absl::StatusOr<std::vector<double>>()> compute,
+    bool* from_cache = nullptr);
+
+// κ(W_K), κ(W_V), κ([W_K W_V]) and the joint spectrum of layer `layer`
+// (kernels::AnalyzeConditioning), through GetOrCompute under the name "conditioning".
+[[nodiscard]] absl::StatusOr<kernels::Conditioning> CachedConditioning(
+    const FactorStore* store, const Fingerprint& model, uint32_t layer,
+    const kernels::KvProjection& projection, bool* from_cache = nullptr);
 
 }  // namespace slimkv::cache

@@ -14,16 +14,26 @@
 
 namespace slimkv::cache {
 
-// Values match slimkv.v1.Mode and slimkv.v1.Tier on the wire.
-enum class Mode : uint8_t { kFull = 1 };
+// Values match slimkv.v1.Mode, slimkv.v1.Quant, slimkv.v1.PageInput and slimkv.v1.Tier on the
+// wire and are stored in disk records: never renumber.
+//   kLatent is the model's latent: native (c_kv + k_rope as the engine caches it) for MLA
+//   models, projected ([K_raw V]·B_R, lossy) for the others.
+enum class Mode : uint8_t { kFull = 1, kSlim = 2, kXcache = 3, kLatent = 4 };
+enum class Quant : uint8_t { kNone = 1, kFp8 = 2, kInt8 = 3, kInt4 = 4 };
+// What the engine sends per layer: K and V, the layer input x [T, d], or (MLA) the latent row
+// [T, d_c + rope elems].
+enum class PageInput : uint8_t { kKv = 1, kX = 2, kLatent = 3 };
 enum class Tier : uint8_t { kGpu = 1, kHost = 2, kDisk = 3 };
 enum class Role : uint8_t { kK = 1, kV = 2 };
 
 const char* ModeName(Mode m);
+const char* QuantName(Quant q);
 const char* TierName(Tier t);
+bool IsValidMode(int m);
+bool IsValidQuant(int q);
 
 // Shape of a page in the engine layout: per layer K [page_tokens, kv_heads, k_head_dim] then
-// V [page_tokens, kv_heads, v_head_dim], row-major.
+// V [page_tokens, kv_heads, v_head_dim], row-major (what full mode stores).
 struct PageGeometry {
   uint32_t page_tokens = 0;
   uint32_t num_layers = 0;
@@ -42,32 +52,44 @@ struct PageGeometry {
 // against byte budgets so that many tiny pages cannot overrun them.
 inline constexpr uint64_t kPageOverheadBytes = 256;
 
+// One layer of a stored page: its representation and where its bytes are in the payload.
+struct StoredLayer {
+  Mode mode = Mode::kFull;
+  Quant quant = Quant::kNone;
+  uint64_t bytes = 0;   // of the payload, from the end of the previous layer
+  uint32_t crc32c = 0;  // CRC32C of those bytes, checked whenever they are read back
+};
+
 struct Page {
   PageKey key;
   std::string tenant;
   Digest model;  // registration fingerprint of the model
+  // What the put asked for. A layer whose representation would exceed the tenant's error
+  // tolerance is stored in full instead, so `layers[i].mode` may differ (docs/codecs.md).
   Mode mode = Mode::kFull;
+  Quant quant = Quant::kNone;
+  // Element type the engine sent; unquantized stored values keep it.
   kernels::DType dtype = kernels::DType::kF32;
   PageGeometry geometry;
-  // Full mode: for each layer, K then V, each row-major in `dtype`.
+  std::vector<StoredLayer> layers;  // geometry.num_layers entries
+  // The layers' stored bytes, one after the other (docs/codecs.md "Stored layouts").
   std::vector<uint8_t> payload;
-  // CRC32C of each engine-layout tensor as put, index TensorIndex(layer, role).
-  std::vector<uint32_t> tensor_crc32c;
 
-  static uint32_t TensorIndex(uint32_t layer, Role r) { return layer * 2 + (r == Role::kV); }
-  static Role RoleOf(uint32_t tensor_index) { return tensor_index % 2 ? Role::kV : Role::kK; }
-
-  uint64_t TensorBytes(Role r) const {
-    return geometry.TensorElems(r) * kernels::DTypeSize(dtype);
-  }
-  uint64_t TensorOffset(uint32_t layer, Role r) const {
-    const uint64_t layer_bytes = geometry.LayerElems() * kernels::DTypeSize(dtype);
-    return layer * layer_bytes + (r == Role::kV ? TensorBytes(Role::kK) : 0);
+  // Byte offset of layer `l` in the payload.
+  uint64_t LayerOffset(uint32_t l) const {
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < l; ++i) off += layers[i].bytes;
+    return off;
   }
   // What the page costs in a tier's byte budget.
   uint64_t StoredBytes() const { return payload.size() + kPageOverheadBytes; }
   // What the page would take in full mode at its dtype: the "uncompressed equivalent".
   uint64_t LogicalBytes() const { return geometry.PageElems() * kernels::DTypeSize(dtype); }
 };
+
+// Describes `page->payload` as full, unquantized layers (K then V per layer, as the engine
+// sent them): fills page->layers with their sizes and CRC32Cs. REQUIRES the payload to hold
+// exactly LogicalBytes().
+void SetFullLayers(Page* page);
 
 }  // namespace slimkv::cache

@@ -19,8 +19,6 @@ using kernels::QuantKind;
 using kernels::QuantParams;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// Name of the per-layer FactorStore entry: [κ_K, κ_V, κ_KV, σ_KV...].
-constexpr char kConditioningEntry[] = "conditioning";
 
 // One stored tensor of a mode's token: `cols` values, quantized per channel (K-like) or per
 // token, the last `keep_bf16` of them kept in bf16 under fp8.
@@ -238,9 +236,11 @@ std::vector<float> ToFloat(const MatrixF64& m) {
   return std::vector<float>(m.data.begin(), m.data.end());
 }
 
-// κ and the joint spectrum of one layer, computed from the checkpoint.
+// κ and the joint spectrum of one layer, from `store` or computed from the checkpoint.
 absl::StatusOr<kernels::Conditioning> AnalyzeLayer(const ModelConfig& c,
-                                                   const SafetensorsDir& weights, uint32_t layer) {
+                                                   const SafetensorsDir& weights, uint32_t layer,
+                                                   const FactorStore* store,
+                                                   const Fingerprint& fp, bool* from_cache) {
   absl::StatusOr<LayerWeights> lw = LoadLayerWeights(weights, c, layer);
   if (!lw.ok()) return lw.status();
   if (!lw->k || !lw->v) {
@@ -257,22 +257,7 @@ absl::StatusOr<kernels::Conditioning> AnalyzeLayer(const ModelConfig& c,
   p.d_h = static_cast<int>(c.k_head_dim);
   p.w_k = k.data();
   p.w_v = v.data();
-  return kernels::AnalyzeConditioning(p);
-}
-
-std::vector<double> Serialize(const kernels::Conditioning& c) {
-  std::vector<double> out = {c.kappa_k, c.kappa_v, c.kappa_kv};
-  out.insert(out.end(), c.sigma_kv.begin(), c.sigma_kv.end());
-  return out;
-}
-
-bool Deserialize(const std::vector<double>& in, size_t expect_sigma, kernels::Conditioning* c) {
-  if (in.size() != 3 + expect_sigma) return false;
-  c->kappa_k = in[0];
-  c->kappa_v = in[1];
-  c->kappa_kv = in[2];
-  c->sigma_kv.assign(in.begin() + 3, in.end());
-  return true;
+  return CachedConditioning(store, fp, layer, p, from_cache);
 }
 
 }  // namespace
@@ -351,32 +336,17 @@ absl::StatusOr<ModelPlan> PlanWithWeights(const ModelConfig& config,
     fp = *f;
     store.emplace(factor_dir);
   }
-  const size_t n_sigma =
-      std::min<size_t>(config.hidden_size, 2 * size_t{config.num_kv_heads} * config.k_head_dim);
   for (uint32_t l = 0; l < n; ++l) {
     LayerPlan& lp = plan->layers[l];
-    kernels::Conditioning cond;
+    report(absl::StrFormat("layer %u/%u: conditioning (d=%u, 2e=%u)", l + 1, n,
+                           config.hidden_size, 2 * config.num_kv_heads * config.k_head_dim),
+           l);
     bool cached = false;
-    if (store) {
-      absl::StatusOr<std::vector<double>> got = store->Get(fp, l, kConditioningEntry);
-      cached = got.ok() && Deserialize(*got, n_sigma, &cond);
-    }
-    if (!cached) {
-      report(absl::StrFormat("layer %u/%u: factorizing (d=%u, 2e=%u)", l + 1, n,
-                             config.hidden_size, 2 * config.num_kv_heads * config.k_head_dim),
-             l);
-      absl::StatusOr<kernels::Conditioning> c = AnalyzeLayer(config, weights, l);
-      if (!c.ok()) return c.status();
-      cond = std::move(*c);
-      if (store) {
-        // A failed write only costs a recomputation next time.
-        (void)store->Put(fp, l, kConditioningEntry, Serialize(cond));
-      }
-    } else {
-      report(absl::StrFormat("layer %u/%u: cached", l + 1, n), l);
-    }
+    absl::StatusOr<kernels::Conditioning> cond =
+        AnalyzeLayer(config, weights, l, store ? &*store : nullptr, fp, &cached);
+    if (!cond.ok()) return cond.status();
     lp.from_cache = cached;
-    if (absl::Status s = ApplyAnalysis(config, options, cond, &lp); !s.ok()) return s;
+    if (absl::Status s = ApplyAnalysis(config, options, *cond, &lp); !s.ok()) return s;
     FillRatios(&lp);
   }
   report("done", n);

@@ -9,8 +9,7 @@ namespace slimkv::kernels {
 absl::Status ValidateCodecLayer(const KvCodecLayer& l, CodecMode m) {
   if (absl::Status s = ValidateKvProjection(l.proj); !s.ok()) return s;
   if (m == CodecMode::kFull) return absl::OkStatus();
-  if (l.rope == nullptr) return absl::InvalidArgumentError("codec layer: rope table missing");
-  if (l.rope->params().head_dim != l.proj.d_h) {
+  if (l.rope != nullptr && l.rope->params().head_dim != l.proj.d_h) {
     return absl::InvalidArgumentError(absl::StrCat("codec layer: rope head_dim ",
                                                    l.rope->params().head_dim,
                                                    " != d_h ", l.proj.d_h));

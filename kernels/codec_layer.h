@@ -28,7 +28,9 @@ struct MutableTensor {
 // An MHA/GQA layer: K, V are [tokens, h_kv, d_h] in engine form (K rotated).
 struct KvCodecLayer {
   KvProjection proj;
-  const RopeTable* rope = nullptr;  // REQUIRES: rope->params().head_dim == proj.d_h
+  // RoPE of K; null for a layer without it (t5 cross-attention: K is stored unrotated).
+  // REQUIRES: rope->params().head_dim == proj.d_h.
+  const RopeTable* rope = nullptr;
 
   // slim: W_KV [e, e] from ComputeSlimMatrix.
   const float* w_kv = nullptr;

@@ -84,11 +84,17 @@ void SubtractBiasTimes(const float* bias, const float* m, int n_in, int n_out,
 
 const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
+// Applies R_p (or R_pᵀ) to K [T, h_kv, d_h] in place; nothing for a layer without RoPE.
+void RotateKeys(const KvCodecLayer& l, float* k, int64_t tokens, int heads,
+                const int32_t* positions, bool inverse) {
+  if (l.rope != nullptr) l.rope->Apply(k, tokens, heads, positions, inverse);
+}
+
 // K_raw [T, e] of the engine's K.
 std::vector<float> LoadKRaw(const KvCodecLayer& l, int64_t tokens, const int32_t* positions,
                             ConstTensor k) {
   std::vector<float> kr = LoadF32(k, tokens * l.proj.e());
-  l.rope->Apply(kr.data(), tokens, l.proj.h_kv, positions, /*inverse=*/true);
+  RotateKeys(l, kr.data(), tokens, l.proj.h_kv, positions, /*inverse=*/true);
   return kr;
 }
 
@@ -129,7 +135,7 @@ absl::Status EncodeSlim(const KvCodecLayer& l, int64_t tokens, const int32_t* po
   const int64_t n = tokens * l.proj.e();
   F32Out out(stored, n);
   ConvertDType(k.data, k.dtype, out.get(), DType::kF32, n);
-  l.rope->Apply(out.get(), tokens, l.proj.h_kv, positions, /*inverse=*/true);
+  RotateKeys(l, out.get(), tokens, l.proj.h_kv, positions, /*inverse=*/true);
   out.Commit();
   return absl::OkStatus();
 }
@@ -150,7 +156,7 @@ absl::Status DecodeSlim(const KvCodecLayer& l, int64_t tokens, const int32_t* po
   vo.Commit();
   F32Out ko(k, n);
   std::memcpy(ko.get(), kr.get(), n * sizeof(float));
-  l.rope->Apply(ko.get(), tokens, l.proj.h_kv, positions, /*inverse=*/false);
+  RotateKeys(l, ko.get(), tokens, l.proj.h_kv, positions, /*inverse=*/false);
   ko.Commit();
   return absl::OkStatus();
 }
@@ -190,7 +196,7 @@ absl::Status DecodeXcache(const KvCodecLayer& l, int64_t tokens, const int32_t* 
   F32Out ko(k, tokens * e), vo(v, tokens * e);
   Gemm(tokens, e, d, x.get(), d, l.proj.w_k, e, false, 0.0f, ko.get(), e);
   AddRows(ko.get(), tokens, e, e, l.proj.b_k);
-  l.rope->Apply(ko.get(), tokens, l.proj.h_kv, positions, /*inverse=*/false);
+  RotateKeys(l, ko.get(), tokens, l.proj.h_kv, positions, /*inverse=*/false);
   ko.Commit();
   Gemm(tokens, e, d, x.get(), d, l.proj.w_v, e, false, 0.0f, vo.get(), e);
   AddRows(vo.get(), tokens, e, e, l.proj.b_v);
@@ -261,7 +267,7 @@ absl::Status DecodeProjected(const KvCodecLayer& l, int64_t tokens, const int32_
     }
   }
   AddRows(ko.get(), tokens, e, e, l.proj.b_k);
-  l.rope->Apply(ko.get(), tokens, l.proj.h_kv, positions, /*inverse=*/false);
+  RotateKeys(l, ko.get(), tokens, l.proj.h_kv, positions, /*inverse=*/false);
   ko.Commit();
   Gemm(tokens, e, R, c, width, b_v_rows, R, true, 0.0f, vo.get(), e);
   AddRows(vo.get(), tokens, e, e, l.proj.b_v);

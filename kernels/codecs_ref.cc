@@ -21,6 +21,7 @@ double DotColumn(const double* a, int n, const float* m, int64_t ld, int col) {
 
 void Rope(const KvCodecLayer& l, std::vector<double>& k, int64_t tokens,
           const int32_t* positions, bool inverse) {
+  if (l.rope == nullptr) return;  // a layer without RoPE (t5 cross-attention)
   ApplyRopeRef(l.rope->params(), k.data(), tokens, l.proj.h_kv, positions, inverse);
 }
 

@@ -1,0 +1,373 @@
+#include "cache/model_codec.h"
+
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace slimkv::cache {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::vector<float> ToFloat(const std::vector<double>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+std::vector<double> ToDouble(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+absl::StatusOr<std::vector<float>> WeightF32(const TensorView& view) {
+  absl::StatusOr<MatrixF64> m = WeightToMatrixF64(view);
+  if (!m.ok()) return m.status();
+  return ToFloat(m->data);
+}
+
+kernels::RopePairing PairingOf(RopePairing p) {
+  return p == RopePairing::kInterleaved ? kernels::RopePairing::kInterleaved
+                                        : kernels::RopePairing::kHalfSplit;
+}
+
+kernels::RopeScalingType ScalingTypeOf(RopeScalingType t) {
+  switch (t) {
+    case RopeScalingType::kNone: return kernels::RopeScalingType::kNone;
+    case RopeScalingType::kLinear: return kernels::RopeScalingType::kLinear;
+    case RopeScalingType::kDynamicNtk: return kernels::RopeScalingType::kDynamicNtk;
+    case RopeScalingType::kYarn: return kernels::RopeScalingType::kYarn;
+    case RopeScalingType::kLlama3: return kernels::RopeScalingType::kLlama3;
+  }
+  return kernels::RopeScalingType::kNone;
+}
+
+}  // namespace
+
+std::optional<kernels::RopeParams> RopeParamsOf(const ModelConfig& c) {
+  if (c.mla.has_value() || c.rope.rotary_dim == 0) return std::nullopt;
+  kernels::RopeParams p;
+  p.theta = c.rope.theta;
+  p.head_dim = static_cast<int>(c.k_head_dim);
+  p.rotary_dim = static_cast<int>(c.rope.rotary_dim);
+  p.pairing = PairingOf(c.rope.pairing);
+  const RopeScaling& s = c.rope.scaling;
+  p.scaling.type = ScalingTypeOf(s.type);
+  p.scaling.factor = s.factor;
+  p.scaling.original_max_position_embeddings =
+      s.original_max_position_embeddings != 0 ? s.original_max_position_embeddings
+                                              : c.rope.max_position_embeddings;
+  p.scaling.beta_fast = s.beta_fast;
+  p.scaling.beta_slow = s.beta_slow;
+  p.scaling.mscale = s.mscale;
+  p.scaling.mscale_all_dim = s.mscale_all_dim;
+  p.scaling.low_freq_factor = s.low_freq_factor;
+  p.scaling.high_freq_factor = s.high_freq_factor;
+  return p;
+}
+
+// Everything one layer's codecs read; `kv` and `latent` view the vectors beside them.
+struct ModelCodec::Layer {
+  std::vector<float> w_k, w_v, b_k, b_v;  // [d, e], [d, e], [e], [e]
+  std::vector<float> w_kv;                // [e, e]; empty when slim cannot apply
+  std::vector<float> pinv;                // [2e, d]; empty when x is not recoverable
+  std::vector<float> basis;               // [2e, R]
+  std::vector<float> w_uk, w_uv;          // MLA: [d_c, heads·d_nope], [d_c, heads·d_v]
+  std::string no_slim, no_pinv, no_latent;  // why a matrix is missing
+  kernels::Conditioning cond;
+  double projected_error = kInf;  // ‖A − A·B·Bᵀ‖_F / ‖A‖_F
+  kernels::KvCodecLayer kv;
+  kernels::LatentLayout latent;
+};
+
+ModelCodec::ModelCodec(const ModelConfig& config) : config_(config) {}
+ModelCodec::~ModelCodec() = default;
+
+std::unique_ptr<const ModelCodec> ModelCodec::WithoutWeights(const ModelConfig& config) {
+  return std::unique_ptr<const ModelCodec>(new ModelCodec(config));
+}
+
+absl::StatusOr<std::unique_ptr<const ModelCodec>> ModelCodec::Build(
+    const ModelConfig& config, const SafetensorsDir& weights, const Fingerprint& fingerprint,
+    const FactorStore* store, const CodecOptions& options, const std::atomic<bool>* cancel) {
+  std::unique_ptr<ModelCodec> codec(new ModelCodec(config));
+  if (std::optional<kernels::RopeParams> p = RopeParamsOf(config)) {
+    absl::StatusOr<kernels::RopeTable> table = kernels::RopeTable::Create(*p);
+    if (!table.ok()) return table.status();
+    codec->rope_.emplace(*std::move(table));
+  }
+  for (uint32_t l = 0; l < config.num_layers; ++l) {
+    if (cancel != nullptr && cancel->load()) {
+      return absl::CancelledError("model codec: the daemon is shutting down");
+    }
+    if (absl::Status s = codec->BuildLayer(weights, fingerprint, store, options, l); !s.ok()) {
+      return s;
+    }
+  }
+  codec->has_weights_ = true;
+  return std::unique_ptr<const ModelCodec>(std::move(codec));
+}
+
+absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerprint& fp,
+                                    const FactorStore* store, const CodecOptions& options,
+                                    uint32_t l) {
+  auto layer = std::make_unique<Layer>();
+  absl::StatusOr<LayerWeights> lw = LoadLayerWeights(weights, config_, l);
+  if (!lw.ok()) return lw.status();
+  const int d = static_cast<int>(config_.hidden_size);
+  const int h_kv = static_cast<int>(config_.num_kv_heads);
+
+  if (config_.mla.has_value()) {
+    const MlaConfig& m = *config_.mla;
+    kernels::LatentLayout& lat = layer->latent;
+    const bool deepseek = m.layout == LatentLayout::kDeepSeek;
+    lat.heads = deepseek ? static_cast<int>(config_.num_q_heads) : h_kv;
+    lat.d_c = static_cast<int>(deepseek ? m.kv_lora_rank : h_kv * m.kv_lora_rank);
+    lat.k_head_dim = static_cast<int>(config_.k_head_dim);
+    lat.v_head_dim = static_cast<int>(config_.v_head_dim);
+    lat.rope_dim = static_cast<int>(m.qk_rope_head_dim);
+    lat.shared_rope = deepseek;
+    const int nope = lat.d_nope(), dv = lat.v_head_dim, dc = lat.d_c;
+    layer->w_uk.resize(size_t{1} * dc * lat.heads * nope);
+    layer->w_uv.resize(size_t{1} * dc * lat.heads * dv);
+    if (deepseek) {
+      // kv_b [heads·(nope + dv), d_c]: per head, nope rows of W_UK,hᵀ then dv rows of W_UV,hᵀ.
+      const std::vector<double> b = ViewToF64(*lw->kv_b);
+      for (int h = 0; h < lat.heads; ++h) {
+        for (int c = 0; c < dc; ++c) {
+          for (int i = 0; i < nope; ++i) {
+            layer->w_uk[size_t{1} * c * lat.heads * nope + h * nope + i] =
+                static_cast<float>(b[(size_t{1} * h * (nope + dv) + i) * dc + c]);
+          }
+          for (int j = 0; j < dv; ++j) {
+            layer->w_uv[size_t{1} * c * lat.heads * dv + h * dv + j] =
+                static_cast<float>(b[(size_t{1} * h * (nope + dv) + nope + j) * dc + c]);
+          }
+        }
+      }
+    } else if (lw->k_up_bias || lw->v_up_bias) {
+      layer->no_latent = "MHA2MLA checkpoint with up-projection biases: not supported";
+    } else {
+      absl::StatusOr<std::vector<float>> uk = WeightF32(*lw->k_up);  // [d_c, h·nope]
+      if (!uk.ok()) return uk.status();
+      absl::StatusOr<std::vector<float>> uv = WeightF32(*lw->v_up);  // [d_c, h·dv]
+      if (!uv.ok()) return uv.status();
+      layer->w_uk = *std::move(uk);
+      layer->w_uv = *std::move(uv);
+    }
+    lat.w_uk = layer->w_uk.data();
+    lat.w_uv = layer->w_uv.data();
+    if (absl::Status s = kernels::ValidateLatentLayout(lat); !s.ok()) return s;
+    layers_.push_back(std::move(layer));
+    return absl::OkStatus();
+  }
+
+  if (!lw->k || !lw->v) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
+  }
+  absl::StatusOr<std::vector<float>> wk = WeightF32(*lw->k);
+  if (!wk.ok()) return wk.status();
+  absl::StatusOr<std::vector<float>> wv = WeightF32(*lw->v);
+  if (!wv.ok()) return wv.status();
+  layer->w_k = *std::move(wk);
+  layer->w_v = *std::move(wv);
+  if (lw->k_bias) layer->b_k = ToFloat(ViewToF64(*lw->k_bias));
+  if (lw->v_bias) layer->b_v = ToFloat(ViewToF64(*lw->v_bias));
+
+  kernels::KvCodecLayer& kv = layer->kv;
+  kv.proj.d = d;
+  kv.proj.h_kv = h_kv;
+  kv.proj.d_h = static_cast<int>(config_.k_head_dim);
+  kv.proj.w_k = layer->w_k.data();
+  kv.proj.w_v = layer->w_v.data();
+  kv.proj.b_k = layer->b_k.empty() ? nullptr : layer->b_k.data();
+  kv.proj.b_v = layer->b_v.empty() ? nullptr : layer->b_v.data();
+  kv.rope = rope_ ? &*rope_ : nullptr;
+  const int e = kv.proj.e();
+
+  absl::StatusOr<kernels::Conditioning> cond = CachedConditioning(store, fp, l, kv.proj);
+  if (!cond.ok()) return cond.status();
+  layer->cond = *std::move(cond);
+
+  if (e >= d) {
+    absl::StatusOr<std::vector<double>> w_kv = GetOrCompute(
+        store, fp, l, "w_kv", size_t{1} * e * e, [&]() -> absl::StatusOr<std::vector<double>> {
+          absl::StatusOr<std::vector<float>> m = kernels::ComputeSlimMatrix(kv.proj);
+          if (!m.ok()) return m.status();
+          return ToDouble(*m);
+        });
+    if (w_kv.ok()) {
+      layer->w_kv = ToFloat(*w_kv);
+    } else if (absl::IsFailedPrecondition(w_kv.status())) {
+      layer->no_slim = std::string(w_kv.status().message());
+    } else {
+      return w_kv.status();
+    }
+  } else {
+    layer->no_slim = "e < d";
+  }
+
+  // One SVD serves pinv (xcache from K,V, worth it when d < 2e) and the projected basis.
+  absl::StatusOr<int> rank = kernels::SelectRank(layer->cond.sigma_kv, options.latent_rank);
+  if (!rank.ok()) return rank.status();
+  std::optional<kernels::JointSvd> svd;
+  auto joint_svd = [&]() -> absl::StatusOr<const kernels::JointSvd*> {
+    if (!svd) {
+      absl::StatusOr<kernels::JointSvd> s = kernels::ComputeJointSvd(kv.proj);
+      if (!s.ok()) return s.status();
+      svd = *std::move(s);
+    }
+    return &*svd;
+  };
+  if (d < 2 * e) {
+    absl::StatusOr<std::vector<double>> pinv = GetOrCompute(
+        store, fp, l, "pinv", size_t{2} * e * d, [&]() -> absl::StatusOr<std::vector<double>> {
+          absl::StatusOr<const kernels::JointSvd*> s = joint_svd();
+          if (!s.ok()) return s.status();
+          absl::StatusOr<std::vector<float>> p = kernels::JointPinv(**s);
+          if (!p.ok()) return p.status();
+          return ToDouble(*p);
+        });
+    if (pinv.ok()) {
+      layer->pinv = ToFloat(*pinv);
+    } else if (absl::IsFailedPrecondition(pinv.status())) {
+      layer->no_pinv = std::string(pinv.status().message());
+    } else {
+      return pinv.status();
+    }
+  } else {
+    layer->no_pinv = "d >= 2e";
+  }
+  absl::StatusOr<std::vector<double>> basis = GetOrCompute(
+      store, fp, l, absl::StrCat("basis-r", *rank), size_t{2} * e * *rank,
+      [&]() -> absl::StatusOr<std::vector<double>> {
+        absl::StatusOr<const kernels::JointSvd*> s = joint_svd();
+        if (!s.ok()) return s.status();
+        return ToDouble(kernels::JointBasis(**s, *rank));
+      });
+  if (!basis.ok()) return basis.status();
+  layer->basis = ToFloat(*basis);
+  const double norm = kernels::TailNorm(layer->cond.sigma_kv, 0);
+  layer->projected_error = norm > 0 ? kernels::TailNorm(layer->cond.sigma_kv, *rank) / norm : 0;
+
+  kv.w_kv = layer->w_kv.empty() ? nullptr : layer->w_kv.data();
+  kv.pinv = layer->pinv.empty() ? nullptr : layer->pinv.data();
+  kv.basis = layer->basis.data();
+  kv.rank = *rank;
+  layers_.push_back(std::move(layer));
+  return absl::OkStatus();
+}
+
+absl::Status ModelCodec::Supports(Mode m, PageInput input) const {
+  const bool mla = is_mla();
+  const int64_t d = config_.hidden_size, e = int64_t{config_.num_kv_heads} * config_.k_head_dim;
+  if (input == PageInput::kLatent && !mla) {
+    return absl::FailedPreconditionError(
+        "input: the latent is sent only for MLA models; send K and V (or x)");
+  }
+  if (input == PageInput::kX && mla) {
+    return absl::FailedPreconditionError("input: MLA models send their latent, not x");
+  }
+  const bool needs_weights = m != Mode::kFull || input != PageInput::kKv;
+  if (needs_weights && !has_weights_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "mode ", ModeName(m), " from ", input == PageInput::kKv ? "K,V" : "this input",
+        " needs the model's weights; it was registered from config.json alone"));
+  }
+  switch (m) {
+    case Mode::kFull:
+      return absl::OkStatus();
+    case Mode::kSlim:
+      if (mla) return absl::FailedPreconditionError("slim: MLA model; use latent");
+      if (e < d) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "slim needs rank(W_K) = d, i.e. e = h_kv*d_h >= d; here e = ", config_.num_kv_heads,
+            "*", config_.k_head_dim, " = ", e, " < d = ", d, " (GQA): V is not a function of K"));
+      }
+      return absl::OkStatus();
+    case Mode::kXcache:
+      if (mla) return absl::FailedPreconditionError("xcache: MLA model; use latent");
+      if (d >= 2 * e) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "xcache: not worth it: x has d = ", d, " elements, K and V together 2e = ", 2 * e));
+      }
+      return absl::OkStatus();
+    case Mode::kLatent:
+      if (mla && input == PageInput::kKv) {
+        return absl::FailedPreconditionError(
+            "latent: the latent cannot be recovered from K and V; send the latent (input LATENT)");
+      }
+      if (mla && !layers_.empty() && !layers_[0]->no_latent.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat("latent: ", layers_[0]->no_latent));
+      }
+      return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError("mode: unknown");
+}
+
+absl::Status ModelCodec::LayerSupports(uint32_t l, Mode m, PageInput input) const {
+  const Layer& layer = *layers_[l];
+  if (m == Mode::kSlim && layer.w_kv.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("slim: layer ", l, ": ", layer.no_slim));
+  }
+  if (m == Mode::kXcache && input == PageInput::kKv && layer.pinv.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("xcache from K,V: layer ", l, ": x is not recoverable: ", layer.no_pinv));
+  }
+  return absl::OkStatus();
+}
+
+double ModelCodec::PredictedError(uint32_t l, Mode m, PageInput input, kernels::DType t) const {
+  if (m == Mode::kFull) return 0;
+  if (!has_weights_) return kInf;
+  const Layer& layer = *layers_[l];
+  switch (m) {
+    case Mode::kSlim:
+      return kernels::PredictedRelError(layer.cond, layer.kv.proj, kernels::PredictedMode::kSlim,
+                                        t);
+    case Mode::kXcache:
+      return kernels::PredictedRelError(layer.cond, layer.kv.proj,
+                                        input == PageInput::kX
+                                            ? kernels::PredictedMode::kXcacheGivenX
+                                            : kernels::PredictedMode::kXcacheFromKv,
+                                        t);
+    case Mode::kLatent:
+      return is_mla() ? 0 : layer.projected_error;
+    default:
+      return kInf;
+  }
+}
+
+int64_t ModelCodec::StoredCols(uint32_t l, Mode m) const {
+  const int64_t h = config_.num_kv_heads;
+  switch (m) {
+    case Mode::kFull: return h * (config_.k_head_dim + config_.v_head_dim);
+    case Mode::kSlim: return h * config_.k_head_dim;
+    case Mode::kXcache: return config_.hidden_size;
+    case Mode::kLatent:
+      return is_mla() ? InputCols(PageInput::kLatent, Role::kK)
+                      : kernels::ProjectedStoredElems(layers_[l]->kv);
+  }
+  return 0;
+}
+
+int64_t ModelCodec::InputCols(PageInput input, Role role) const {
+  const int64_t h = config_.num_kv_heads;
+  switch (input) {
+    case PageInput::kKv:
+      return h * (role == Role::kK ? config_.k_head_dim : config_.v_head_dim);
+    case PageInput::kX:
+      return config_.hidden_size;
+    case PageInput::kLatent: {
+      if (!is_mla()) return 0;
+      const MlaConfig& m = *config_.mla;
+      return m.layout == LatentLayout::kDeepSeek
+                 ? int64_t{m.kv_lora_rank} + m.qk_rope_head_dim
+                 : h * (int64_t{m.kv_lora_rank} + m.qk_rope_head_dim);
+    }
+  }
+  return 0;
+}
+
+const kernels::KvCodecLayer& ModelCodec::kv(uint32_t l) const { return layers_[l]->kv; }
+const kernels::LatentLayout& ModelCodec::latent(uint32_t l) const { return layers_[l]->latent; }
+
+}  // namespace slimkv::cache
