@@ -6,7 +6,7 @@ namespace slimkv::cache {
 
 KvCache::KvCache(const KvCacheOptions& options)
     : options_(options),
-      models_(options.max_page_bytes, options.max_models),
+      models_(options.max_page_bytes, options.max_models, options.factor_dir, options.codec),
       host_(options.host) {}
 
 absl::StatusOr<ResolvedPrefix> KvCache::Resolve(absl::string_view tenant,
@@ -160,6 +160,17 @@ std::map<std::string, TenantStats> KvCache::AllStats() const {
     s.miss_tokens = c.miss_tokens;
   }
   return out;
+}
+
+void KvCache::SetPolicy(const std::string& tenant, const TenantPolicy& policy) {
+  std::lock_guard<std::mutex> lock(mu_);
+  policies_[tenant] = policy;
+}
+
+TenantPolicy KvCache::Policy(absl::string_view tenant) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = policies_.find(tenant);
+  return it == policies_.end() ? TenantPolicy{} : it->second;
 }
 
 }  // namespace slimkv::cache

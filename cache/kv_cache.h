@@ -32,6 +32,16 @@ struct KvCacheOptions {
   uint32_t max_models = 64;
   // Bytes of pages that Put streams may hold while receiving them, all streams together.
   uint64_t max_put_inflight_bytes = 2ull << 30;
+  // Where derived matrices are cached ("" caches nothing), and how the projected rank is chosen.
+  std::string factor_dir;
+  CodecOptions codec;
+};
+
+// How a tenant's pages are stored when a put does not say.
+struct TenantPolicy {
+  Mode mode = Mode::kFull;
+  Quant quant = Quant::kNone;
+  double tolerance = 1e-2;  // relative Frobenius error a stored layer may add
 };
 
 // Bytes held for a page being received; returned when the object goes away.
@@ -125,6 +135,10 @@ class KvCache {
                                                       absl::string_view model_id,
                                                       std::span<const uint32_t> tokens) const;
 
+  // The tenant's storage policy (defaults for a tenant never given one).
+  void SetPolicy(const std::string& tenant, const TenantPolicy& policy);
+  TenantPolicy Policy(absl::string_view tenant) const;
+
   TenantStats Stats(absl::string_view tenant) const;
   std::map<std::string, TenantStats> AllStats() const;
 
@@ -143,6 +157,7 @@ class KvCache {
 
   mutable std::mutex mu_;
   std::map<std::string, Counters, std::less<>> counters_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, TenantPolicy, std::less<>> policies_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace slimkv::cache

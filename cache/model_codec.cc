@@ -304,6 +304,10 @@ absl::Status ModelCodec::Supports(Mode m, PageInput input) const {
 }
 
 absl::Status ModelCodec::LayerSupports(uint32_t l, Mode m, PageInput input) const {
+  if (m == Mode::kFull) return absl::OkStatus();
+  if (l >= layers_.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(ModeName(m), ": no weights"));
+  }
   const Layer& layer = *layers_[l];
   if (m == Mode::kSlim && layer.w_kv.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("slim: layer ", l, ": ", layer.no_slim));

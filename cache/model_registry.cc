@@ -11,8 +11,73 @@ namespace slimkv::cache {
 
 namespace fs = std::filesystem;
 
-ModelRegistry::ModelRegistry(uint64_t max_page_bytes, uint32_t max_models)
-    : max_page_bytes_(max_page_bytes), max_models_(max_models) {}
+std::shared_ptr<const ModelCodec> RegisteredModel::codec() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return codec_;
+}
+
+FactorsState RegisteredModel::factors(std::string* detail) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (detail != nullptr) *detail = detail_;
+  return state_;
+}
+
+const ModelCodec& RegisteredModel::best_codec(std::shared_ptr<const ModelCodec>* hold) const {
+  *hold = codec();
+  return *hold != nullptr ? **hold : *full_codec;
+}
+
+ModelRegistry::ModelRegistry(uint64_t max_page_bytes, uint32_t max_models,
+                             std::string factor_dir, CodecOptions codec_options)
+    : max_page_bytes_(max_page_bytes),
+      max_models_(max_models),
+      factor_store_(factor_dir.empty() ? std::nullopt
+                                       : std::optional<FactorStore>(std::move(factor_dir))),
+      codec_options_(codec_options) {}
+
+ModelRegistry::~ModelRegistry() {
+  stop_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work_cv_.notify_all();
+  }
+  if (builder_.joinable()) builder_.join();
+}
+
+void ModelRegistry::WaitForCodecs() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [&] { return to_build_.empty() && !building_; });
+}
+
+void ModelRegistry::BuildCodecs() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    work_cv_.wait(lock, [&] { return stop_ || !to_build_.empty(); });
+    if (stop_) break;
+    std::shared_ptr<RegisteredModel> m = std::move(to_build_.front());
+    to_build_.pop_front();
+    building_ = true;
+    lock.unlock();
+    absl::StatusOr<std::unique_ptr<const ModelCodec>> codec =
+        ModelCodec::Build(m->config, *m->weights, m->weights_fingerprint,
+                          factor_store_ ? &*factor_store_ : nullptr, codec_options_, &stop_);
+    {
+      std::lock_guard<std::mutex> model_lock(m->mu_);
+      if (codec.ok()) {
+        m->codec_ = *std::move(codec);
+        m->state_ = FactorsState::kReady;
+      } else {
+        m->state_ = FactorsState::kFailed;
+        m->detail_ = std::string(codec.status().message());
+      }
+    }
+    lock.lock();
+    building_ = false;
+    idle_cv_.notify_all();
+  }
+  building_ = false;
+  idle_cv_.notify_all();
+}
 
 absl::StatusOr<Registration> ModelRegistry::RegisterDir(absl::string_view dir,
                                                         uint32_t page_tokens) {
@@ -67,9 +132,12 @@ absl::StatusOr<Registration> ModelRegistry::Add(ModelConfig config,
   const uint32_t pt = page_tokens;  // little-endian on every supported host (page_key.cc)
   model->fingerprint =
       Sha256({*model_fp, {reinterpret_cast<const uint8_t*>(&pt), sizeof(pt)}});
+  model->weights_fingerprint = *model_fp;
   model->model_id = ToHex(model->fingerprint);
+  model->full_codec = ModelCodec::WithoutWeights(config);
   model->config = std::move(config);
   model->weights = std::move(weights);
+  model->state_ = model->weights ? FactorsState::kPending : FactorsState::kNoWeights;
 
   std::lock_guard<std::mutex> lock(mu_);
   if (models_.size() >= max_models_ && !models_.contains(model->model_id)) {
@@ -77,6 +145,11 @@ absl::StatusOr<Registration> ModelRegistry::Add(ModelConfig config,
         "model: ", models_.size(), " models are registered, the daemon's max_models"));
   }
   auto [it, inserted] = models_.try_emplace(model->model_id, model);
+  if (inserted && model->weights) {
+    to_build_.push_back(model);
+    if (!builder_.joinable()) builder_ = std::thread([this] { BuildCodecs(); });
+    work_cv_.notify_one();
+  }
   return Registration{.model = it->second, .already_registered = !inserted};
 }
 

@@ -69,8 +69,12 @@ v1::ModelGeometry ToProto(const cache::ModelConfig& c) {
 }  // namespace
 
 CacheService::CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
-                           uint32_t get_chunk_bytes)
-    : cache_(cache), auth_(auth), metrics_(metrics), get_chunk_bytes_(get_chunk_bytes) {}
+                           uint32_t get_chunk_bytes, uint32_t verify_one_in)
+    : cache_(cache),
+      auth_(auth),
+      metrics_(metrics),
+      get_chunk_bytes_(get_chunk_bytes),
+      verify_one_in_(verify_one_in) {}
 
 grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContext* ctx,
                                                       const v1::RegisterModelRequest* request,
@@ -92,9 +96,27 @@ grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContex
     const cache::RegisteredModel& m = *reg->model;
     response->set_model_id(m.model_id);
     *response->mutable_geometry() = ToProto(m.config);
+    response->mutable_geometry()->set_latent_dim(static_cast<uint32_t>(
+        m.full_codec->InputCols(cache::PageInput::kLatent, cache::Role::kK)));
     response->set_page_tokens(m.geometry.page_tokens);
     response->set_page_bytes_16bit(m.geometry.PageElems() * 2);
     response->set_already_registered(reg->already_registered);
+    std::string detail;
+    switch (m.factors(&detail)) {
+      case cache::FactorsState::kNoWeights:
+        response->set_factors(v1::RegisterModelResponse::FACTORS_NO_WEIGHTS);
+        break;
+      case cache::FactorsState::kPending:
+        response->set_factors(v1::RegisterModelResponse::FACTORS_PENDING);
+        break;
+      case cache::FactorsState::kReady:
+        response->set_factors(v1::RegisterModelResponse::FACTORS_READY);
+        break;
+      case cache::FactorsState::kFailed:
+        response->set_factors(v1::RegisterModelResponse::FACTORS_FAILED);
+        break;
+    }
+    response->set_factors_detail(detail);
     return absl::OkStatus();
   });
 }
@@ -185,7 +207,7 @@ class CacheService::PutReactor final : public grpc::ServerReadReactor<v1::PutReq
     }
     tenant_ = *tenant;
     timer_.set_tenant(tenant_);
-    assembler_.emplace(service->cache_, tenant_);
+    assembler_.emplace(service->cache_, tenant_, service->metrics_, service->verify_one_in_);
     StartRead(&request_);
   }
 
@@ -243,7 +265,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     tenant_ = *tenant;
     timer_.set_tenant(tenant_);
     auto streamer = GetStreamer::Start(service->cache_, tenant_, request,
-                                       service->get_chunk_bytes_);
+                                       service->get_chunk_bytes_, service->metrics_);
     if (!streamer.ok()) {
       Finish(timer_.Done(streamer.status()));
       return;
@@ -264,7 +286,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     if (streamer_->Next(&response_)) {
       StartWrite(&response_);
     } else {
-      End(absl::OkStatus());
+      End(streamer_->status());
     }
   }
 

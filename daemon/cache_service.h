@@ -18,9 +18,10 @@ namespace slimkv::daemon {
 
 class CacheService final : public v1::Cache::CallbackService {
  public:
-  // `cache`, `auth` and `metrics` must outlive the service.
+  // `cache`, `auth` and `metrics` must outlive the service. Put verifies one page in
+  // `verify_one_in` (cache/page_codec.h).
   CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
-               uint32_t get_chunk_bytes);
+               uint32_t get_chunk_bytes, uint32_t verify_one_in = 16);
 
   grpc::ServerUnaryReactor* RegisterModel(grpc::CallbackServerContext* ctx,
                                           const v1::RegisterModelRequest* request,
@@ -50,6 +51,7 @@ class CacheService final : public v1::Cache::CallbackService {
   const Authenticator* const auth_;
   Metrics* const metrics_;
   const uint32_t get_chunk_bytes_;
+  const uint32_t verify_one_in_;
 };
 
 }  // namespace slimkv::daemon

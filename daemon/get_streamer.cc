@@ -1,12 +1,13 @@
 #include "daemon/get_streamer.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cache/page_codec.h"
 #include "daemon/token_span.h"
 #include "kernels/crc32c.h"
 
 namespace slimkv::daemon {
-
-using cache::Role;
 
 namespace {
 // Upper bound on what one TensorChunk adds beside its data (page, layer, role, offset, header,
@@ -17,7 +18,8 @@ constexpr uint64_t kChunkFramingBytes = 128;
 absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* cache,
                                                                 const std::string& tenant,
                                                                 const v1::GetRequest& request,
-                                                                uint32_t chunk_bytes) {
+                                                                uint32_t chunk_bytes,
+                                                                Metrics* metrics) {
   if (request.dtype() != v1::DTYPE_UNSPECIFIED && !kernels::IsValidDType(request.dtype())) {
     return absl::InvalidArgumentError(
         absl::StrCat("dtype: ", request.dtype(), " is not fp32, fp16 or bf16"));
@@ -34,9 +36,11 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
                                                    " but tokens hold ", prefix->keys.size(),
                                                    " whole pages"));
   }
-  std::unique_ptr<GetStreamer> s(new GetStreamer(cache));
+  std::unique_ptr<GetStreamer> s(new GetStreamer(cache, tenant, metrics));
+  s->model_ = prefix->model;
   s->chunk_bytes_ = chunk_bytes;
   s->first_page_ = request.first_page();
+  s->raw_ = request.raw();
   s->convert_ = request.dtype() != v1::DTYPE_UNSPECIFIED;
   s->out_dtype_ = static_cast<kernels::DType>(request.dtype());
   for (size_t i = request.first_page(); i < prefix->keys.size(); ++i) {
@@ -44,43 +48,62 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
     auto page = cache->Get(prefix->keys[i], &tier);  // announces the use; pinned only later
     if (page == nullptr) break;
     s->keys_.push_back(prefix->keys[i]);
-    s->modes_.push_back(page->mode);
-    s->tiers_.push_back(tier);
+    v1::GetResponseHeader& h = s->header_;
+    h.add_page_modes(static_cast<v1::Mode>(page->mode));
+    h.add_page_quants(static_cast<v1::Quant>(page->quant));
+    h.add_page_tiers(static_cast<v1::Tier>(tier));
+    for (const cache::StoredLayer& l : page->layers) h.add_layer_modes(static_cast<v1::Mode>(l.mode));
   }
+  s->header_.set_pages(s->pages());
   return s;
 }
 
-void GetStreamer::LoadTensor() {
+bool GetStreamer::LoadTensor() {
   const cache::Page& page = *pinned_;
-  const uint32_t layer = tensor_ / 2;
-  const Role role = cache::Page::RoleOf(tensor_);
-  const uint8_t* src = page.payload.data() + page.TensorOffset(layer, role);
-  const uint64_t src_bytes = page.TensorBytes(role);
-  if (!convert_ || out_dtype_ == page.dtype) {
-    tensor_data_ = src;
-    tensor_bytes_ = src_bytes;
-    tensor_crc_ = page.tensor_crc32c[tensor_];
+  const uint32_t layer = tensor_ / TensorsPerLayer();
+  const uint32_t page_index = first_page_ + static_cast<uint32_t>(page_);
+  std::shared_ptr<const cache::ModelCodec> hold;
+  const cache::ModelCodec& codec = model_->best_codec(&hold);
+  const uint32_t tokens = page.geometry.page_tokens;
+  if (raw_) {
+    const cache::StoredLayer& l = page.layers[layer];
+    tensor_data_ = page.payload.data() + page.LayerOffset(layer);
+    tensor_bytes_ = l.bytes;
+    tensor_crc_ = l.crc32c;
+    int64_t cols = 0;
+    for (const cache::StoredPart& p : cache::StoredParts(codec, layer, l.mode)) cols += p.cols;
+    tensor_shape_ = {tokens, cols};
   } else {
-    const uint64_t n = page.geometry.TensorElems(role);
-    converted_.resize(n * kernels::DTypeSize(out_dtype_));
-    kernels::ConvertDType(src, page.dtype, converted_.data(), out_dtype_, n);
-    tensor_data_ = converted_.data();
-    tensor_bytes_ = converted_.size();
+    const kernels::DType out = convert_ ? out_dtype_ : page.dtype;
+    const uint64_t k_bytes = page.geometry.TensorElems(cache::Role::kK) * kernels::DTypeSize(out);
+    const uint64_t v_bytes = page.geometry.TensorElems(cache::Role::kV) * kernels::DTypeSize(out);
+    const bool is_v = tensor_ % 2 == 1;
+    if (!is_v) {
+      layer_.resize(k_bytes + v_bytes);
+      const absl::Time start = absl::Now();
+      status_ = cache::DecodeLayer(codec, page, layer, page_index, out, layer_.data(),
+                                   layer_.data() + k_bytes);
+      if (!status_.ok()) return false;
+      if (metrics_ != nullptr) {
+        metrics_->RecordReconstruction(tenant_, page.layers[layer].mode,
+                                       absl::ToDoubleSeconds(absl::Now() - start));
+      }
+    }
+    tensor_data_ = layer_.data() + (is_v ? k_bytes : 0);
+    tensor_bytes_ = is_v ? v_bytes : k_bytes;
     tensor_crc_ = kernels::Crc32c(0, tensor_data_, tensor_bytes_);
+    tensor_shape_ = {tokens, page.geometry.num_kv_heads,
+                     page.geometry.HeadDim(is_v ? cache::Role::kV : cache::Role::kK)};
   }
   tensor_loaded_ = true;
+  return true;
 }
 
 bool GetStreamer::Next(v1::GetResponse* out) {
   out->Clear();
   if (!header_sent_) {
     header_sent_ = true;
-    v1::GetResponseHeader* h = out->mutable_header();
-    h->set_pages(pages());
-    for (size_t i = 0; i < keys_.size(); ++i) {
-      h->add_page_modes(static_cast<v1::Mode>(modes_[i]));
-      h->add_page_tiers(static_cast<v1::Tier>(tiers_[i]));
-    }
+    *out->mutable_header() = header_;
     return true;
   }
   uint64_t packed = 0, data_bytes = 0;
@@ -94,20 +117,26 @@ bool GetStreamer::Next(v1::GetResponse* out) {
       }
     }
     const cache::Page& page = *pinned_;
-    if (!tensor_loaded_) LoadTensor();
+    if (!tensor_loaded_ && !LoadTensor()) {
+      keys_.resize(page_);  // end here, with status_; this page is not sent whole
+      return false;
+    }
     const uint64_t n = std::min<uint64_t>(chunk_bytes_ - packed, tensor_bytes_ - offset_);
     v1::TensorChunk* c = out->add_chunks();
     c->set_page(first_page_ + static_cast<uint32_t>(page_));
-    c->set_layer(tensor_ / 2);
-    const Role role = cache::Page::RoleOf(tensor_);
-    c->set_role(role == Role::kV ? v1::TENSOR_ROLE_V : v1::TENSOR_ROLE_K);
+    const uint32_t layer = tensor_ / TensorsPerLayer();
+    c->set_layer(layer);
+    c->set_role(raw_ ? v1::TENSOR_ROLE_STORED
+                     : (tensor_ % 2 ? v1::TENSOR_ROLE_V : v1::TENSOR_ROLE_K));
     if (offset_ == 0) {
       v1::TensorHeader* h = c->mutable_header();
       h->set_dtype(static_cast<v1::DType>(convert_ ? out_dtype_ : page.dtype));
-      h->add_shape(page.geometry.page_tokens);
-      h->add_shape(page.geometry.num_kv_heads);
-      h->add_shape(page.geometry.HeadDim(role));
+      for (int64_t d : tensor_shape_) h->add_shape(d);
       h->set_crc32c(tensor_crc_);
+      if (raw_) {
+        h->set_mode(static_cast<v1::Mode>(page.layers[layer].mode));
+        h->set_quant(static_cast<v1::Quant>(page.layers[layer].quant));
+      }
     }
     c->set_offset(offset_);
     c->set_data(tensor_data_ + offset_, n);
@@ -117,7 +146,7 @@ bool GetStreamer::Next(v1::GetResponse* out) {
     if (offset_ == tensor_bytes_) {
       offset_ = 0;
       tensor_loaded_ = false;
-      if (++tensor_ == page.tensor_crc32c.size()) {
+      if (++tensor_ == TensorsPerLayer() * page.geometry.num_layers) {
         tensor_ = 0;
         ++page_;
         pinned_.reset();

@@ -22,6 +22,16 @@ const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
     5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2,
     0.1,  0.25, 0.5,    1,    2.5,  5,      10};
 
+// Relative error buckets: 1e-8 to 1, two per decade.
+const prometheus::Histogram::BucketBoundaries kErrorBuckets = {
+    1e-8, 3e-8, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4,
+    1e-3, 3e-3, 1e-2, 3e-2, 0.1,  0.3,  1};
+
+// Per-layer reconstruction: 1 µs to 1 s.
+const prometheus::Histogram::BucketBoundaries kCodecBuckets = {
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4,
+    1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,    0.25,   1};
+
 // gRPC's canonical code names (OK, NOT_FOUND, ...), as the label value of `code`.
 std::string CodeName(absl::StatusCode code) {
   std::string name = absl::StatusCodeToString(code);
@@ -34,6 +44,10 @@ struct Metrics::Families {
   prometheus::Family<prometheus::Counter>& rpcs;
   prometheus::Family<prometheus::Histogram>& rpc_seconds;
   prometheus::Family<prometheus::Counter>& payload_bytes;
+  prometheus::Family<prometheus::Counter>& fallbacks;
+  prometheus::Family<prometheus::Histogram>& relative_error;
+  prometheus::Family<prometheus::Histogram>& reconstruction_seconds;
+  prometheus::Family<prometheus::Counter>& dispatches;
 };
 
 // Turns the cache's own accounting into metric families at scrape time.
@@ -122,6 +136,25 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view liste
             .Name("slimkv_payload_bytes_total")
             .Help("Tensor bytes received by Put (direction=in) and sent by Get (out).")
             .Register(r),
+        prometheus::BuildCounter()
+            .Name("slimkv_fallbacks_total")
+            .Help("Page layers stored in full although another mode was asked for, by tenant, "
+                  "requested mode and reason.")
+            .Register(r),
+        prometheus::BuildHistogram()
+            .Name("slimkv_reconstruction_relative_error")
+            .Help("Relative Frobenius error of a layer's reconstruction measured at put, by "
+                  "tenant, mode and quantizer (the larger of K's and V's).")
+            .Register(r),
+        prometheus::BuildHistogram()
+            .Name("slimkv_reconstruction_duration_seconds")
+            .Help("Time to reconstruct one page layer into the engine layout, by tenant and "
+                  "stored mode.")
+            .Register(r),
+        prometheus::BuildCounter()
+            .Name("slimkv_kernel_dispatches_total")
+            .Help("Codec calls by device (cpu, gpu), operation and mode.")
+            .Register(r),
     });
     m->cache_collector_ = std::make_shared<CacheCollector>(cache);
     m->exposer_ = std::make_unique<prometheus::Exposer>(std::string(listen));
@@ -147,6 +180,47 @@ void Metrics::RecordBytes(absl::string_view tenant, absl::string_view direction,
   families_->payload_bytes
       .Add({{"tenant", std::string(tenant)}, {"direction", std::string(direction)}})
       .Increment(static_cast<double>(bytes));
+}
+
+void Metrics::RecordLayer(absl::string_view tenant, cache::Mode requested,
+                          const cache::LayerOutcome& o) {
+  const std::string t(tenant);
+  if (o.fallback != cache::FallbackReason::kNone) {
+    families_->fallbacks
+        .Add({{"tenant", t},
+              {"mode", cache::ModeName(requested)},
+              {"reason", cache::FallbackReasonName(o.fallback)}})
+        .Increment();
+  }
+  if (o.measured_error >= 0) {
+    families_->relative_error
+        .Add({{"tenant", t},
+              {"mode", cache::ModeName(o.measured_mode)},
+              {"quant", cache::QuantName(o.measured_quant)}},
+             kErrorBuckets)
+        .Observe(o.measured_error);
+  }
+  families_->dispatches
+      .Add({{"device", "cpu"}, {"op", "encode"}, {"mode", cache::ModeName(o.stored)}})
+      .Increment();
+}
+
+void Metrics::RecordFallbacks(absl::string_view tenant, cache::Mode requested,
+                              absl::string_view reason, uint64_t layers) {
+  families_->fallbacks
+      .Add({{"tenant", std::string(tenant)},
+            {"mode", cache::ModeName(requested)},
+            {"reason", std::string(reason)}})
+      .Increment(static_cast<double>(layers));
+}
+
+void Metrics::RecordReconstruction(absl::string_view tenant, cache::Mode mode, double seconds) {
+  families_->reconstruction_seconds
+      .Add({{"tenant", std::string(tenant)}, {"mode", cache::ModeName(mode)}}, kCodecBuckets)
+      .Observe(seconds);
+  families_->dispatches
+      .Add({{"device", "cpu"}, {"op", "decode"}, {"mode", cache::ModeName(mode)}})
+      .Increment();
 }
 
 int Metrics::port() const { return exposer_->GetListeningPorts().front(); }

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "cache/kv_cache.h"
+#include "cache/page_codec.h"
 
 namespace prometheus {
 class Exposer;
@@ -36,6 +37,17 @@ class Metrics {
                  double seconds);
   // Records payload bytes moved by Put (received) and Get (sent).
   void RecordBytes(absl::string_view tenant, absl::string_view direction, uint64_t bytes);
+
+  // Records how one layer of a put page was stored: its fallback, if any, and the measured
+  // relative error of the representation tried, if it was measured.
+  void RecordLayer(absl::string_view tenant, cache::Mode requested,
+                   const cache::LayerOutcome& outcome);
+  // Records `layers` layers stored in full for `reason` without trying the requested mode
+  // ("factors_pending", or "not_applicable" when the policy's mode does not fit the model).
+  void RecordFallbacks(absl::string_view tenant, cache::Mode requested, absl::string_view reason,
+                       uint64_t layers);
+  // Records one layer reconstructed from `mode` by the CPU codecs in `seconds`.
+  void RecordReconstruction(absl::string_view tenant, cache::Mode mode, double seconds);
 
   // The port /metrics listens on.
   int port() const;

@@ -1,5 +1,6 @@
 #include "daemon/put_assembler.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -10,11 +11,17 @@
 
 namespace slimkv::daemon {
 
-using cache::Role;
-
 namespace {
 
-const char* RoleName(Role r) { return r == Role::kK ? "K" : "V"; }
+const char* RoleName(v1::TensorRole r) {
+  switch (r) {
+    case v1::TENSOR_ROLE_K: return "K";
+    case v1::TENSOR_ROLE_V: return "V";
+    case v1::TENSOR_ROLE_X: return "X";
+    case v1::TENSOR_ROLE_LATENT: return "LATENT";
+    default: return "?";
+  }
+}
 
 std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& shape) {
   std::string s = "[";
@@ -24,8 +31,12 @@ std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& shape) {
 
 }  // namespace
 
-PutAssembler::PutAssembler(cache::KvCache* cache, std::string tenant)
-    : cache_(cache), tenant_(std::move(tenant)) {}
+PutAssembler::PutAssembler(cache::KvCache* cache, std::string tenant, Metrics* metrics,
+                           uint32_t verify_one_in)
+    : cache_(cache),
+      tenant_(std::move(tenant)),
+      metrics_(metrics),
+      verify_one_in_(verify_one_in == 0 ? 1 : verify_one_in) {}
 
 absl::Status PutAssembler::Add(const v1::PutRequest& request) {
   if (request.has_header()) {
@@ -59,8 +70,96 @@ absl::Status PutAssembler::AddHeader(const v1::PutHeader& header) {
   }
   prefix_ = *std::move(prefix);
   first_page_ = header.first_page();
+  if (auto s = ChooseMode(header); !s.ok()) return s;
   have_header_ = true;
   return absl::OkStatus();
+}
+
+absl::Status PutAssembler::ChooseMode(const v1::PutHeader& header) {
+  if (!v1::Mode_IsValid(header.mode())) {
+    return absl::InvalidArgumentError(absl::StrCat("header.mode: ", header.mode(), " is not a mode"));
+  }
+  if (!v1::Quant_IsValid(header.quant())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header.quant: ", header.quant(), " is not a quantizer"));
+  }
+  if (!v1::PageInput_IsValid(header.input())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("header.input: ", header.input(), " is not a page input"));
+  }
+  const cache::TenantPolicy policy = cache_->Policy(tenant_);
+  const bool explicit_mode = header.mode() != v1::MODE_UNSPECIFIED;
+  requested_mode_ = explicit_mode ? static_cast<cache::Mode>(header.mode()) : policy.mode;
+  const cache::Quant quant = header.quant() != v1::QUANT_UNSPECIFIED
+                                 ? static_cast<cache::Quant>(header.quant())
+                                 : policy.quant;
+  input_ = header.input() == v1::PAGE_INPUT_UNSPECIFIED ? cache::PageInput::kKv
+                                                        : static_cast<cache::PageInput>(header.input());
+  const cache::RegisteredModel& model = *prefix_.model;
+  codec_ = &model.best_codec(&codec_hold_);
+  cache::Mode mode = requested_mode_;
+  const cache::FactorsState factors = model.factors();
+  if (factors == cache::FactorsState::kPending || factors == cache::FactorsState::kFailed) {
+    // Without the derived matrices only full from K and V can be stored.
+    if (input_ != cache::PageInput::kKv) {
+      return absl::UnavailableError(absl::StrCat(
+          "header.input: the model's derived matrices are ",
+          factors == cache::FactorsState::kPending
+              ? "still being computed (retry; RegisterModel says when they are ready)"
+              : "unavailable (RegisterModel says why)",
+          "; only K and V can be stored now"));
+    }
+    if (mode != cache::Mode::kFull || quant != cache::Quant::kNone) {
+      forced_full_reason_ =
+          factors == cache::FactorsState::kPending ? "factors_pending" : "factors_failed";
+    }
+    mode = cache::Mode::kFull;
+  } else if (absl::Status fits = codec_->Supports(mode, input_); !fits.ok()) {
+    if (explicit_mode || !codec_->Supports(cache::Mode::kFull, input_).ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("header.mode: ", fits.message()));
+    }
+    forced_full_reason_ = "not_applicable";
+    mode = cache::Mode::kFull;
+  }
+  encode_.mode = mode;
+  encode_.quant = forced_full_reason_.empty() ? quant : cache::Quant::kNone;
+  encode_.input = input_;
+  encode_.tolerance = policy.tolerance;
+  return absl::OkStatus();
+}
+
+v1::TensorRole PutAssembler::RoleAt(uint32_t i) const {
+  switch (input_) {
+    case cache::PageInput::kKv: return i == 0 ? v1::TENSOR_ROLE_K : v1::TENSOR_ROLE_V;
+    case cache::PageInput::kX: return v1::TENSOR_ROLE_X;
+    case cache::PageInput::kLatent: return v1::TENSOR_ROLE_LATENT;
+  }
+  return v1::TENSOR_ROLE_UNSPECIFIED;
+}
+
+std::vector<int64_t> PutAssembler::ShapeOf(v1::TensorRole role) const {
+  const cache::PageGeometry& g = prefix_.model->geometry;
+  switch (role) {
+    case v1::TENSOR_ROLE_K: return {g.page_tokens, g.num_kv_heads, g.k_head_dim};
+    case v1::TENSOR_ROLE_V: return {g.page_tokens, g.num_kv_heads, g.v_head_dim};
+    case v1::TENSOR_ROLE_X:
+      return {g.page_tokens, codec_->InputCols(cache::PageInput::kX, cache::Role::kK)};
+    default:
+      return {g.page_tokens, codec_->InputCols(cache::PageInput::kLatent, cache::Role::kK)};
+  }
+}
+
+uint64_t PutAssembler::TensorBytes(uint32_t index) const {
+  uint64_t n = kernels::DTypeSize(dtype_);
+  for (int64_t d : ShapeOf(RoleAt(index % RolesPerLayer()))) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+uint64_t PutAssembler::TensorOffset(uint32_t index) const {
+  const uint32_t layer = index / RolesPerLayer();
+  const uint64_t layer_bytes = cache::LayerInputBytes(*codec_, input_, dtype_,
+                                                      prefix_.model->geometry.page_tokens);
+  return layer * layer_bytes + (index % RolesPerLayer() == 1 ? TensorBytes(index - 1) : 0);
 }
 
 absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
@@ -72,18 +171,18 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
                                                      first_page_, ", ", prefix_.keys.size(), ")"));
     }
     const int64_t next = page_ < 0 ? first_page_ : page_ + 1;
-    if (chunk.page() != next && building_ == nullptr) {
+    if (chunk.page() != next && !receiving_) {
       return absl::InvalidArgumentError(absl::StrCat("chunks.page: ", chunk.page(),
                                                      " but page ", next,
                                                      " is next; every page is sent, in order"));
     }
-    if (building_ != nullptr) {
+    if (receiving_) {
       return absl::InvalidArgumentError(absl::StrCat("chunks.page: page ", page_,
                                                      " is incomplete (", Missing(),
                                                      ") when page ", chunk.page(), " starts"));
     }
     if (auto s = StartPage(chunk.page()); !s.ok()) return s;
-  } else if (building_ == nullptr) {
+  } else if (!receiving_) {
     return absl::InvalidArgumentError(
         absl::StrCat("chunks.page: page ", page_, " was already complete in this stream"));
   }
@@ -93,17 +192,22 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
                                                    " but the model has ", g.num_layers,
                                                    " layers"));
   }
-  if (chunk.role() != v1::TENSOR_ROLE_K && chunk.role() != v1::TENSOR_ROLE_V) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("chunks.role: ", chunk.role(), " is not K or V"));
+  uint32_t slot = RolesPerLayer();
+  for (uint32_t i = 0; i < RolesPerLayer(); ++i) {
+    if (chunk.role() == RoleAt(i)) slot = i;
   }
-  const Role role = chunk.role() == v1::TENSOR_ROLE_K ? Role::kK : Role::kV;
-  const uint32_t index = cache::Page::TensorIndex(chunk.layer(), role);
+  if (slot == RolesPerLayer()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunks.role: ", chunk.role(), " is not ",
+        input_ == cache::PageInput::kKv ? "K or V" : RoleName(RoleAt(0)),
+        ", the tensors of header.input"));
+  }
+  const uint32_t index = chunk.layer() * RolesPerLayer() + slot;
   TensorState& t = tensors_[index];
   const std::string where = absl::StrCat(" (page ", page_, " layer ", chunk.layer(), " ",
-                                         RoleName(role), ")");
+                                         RoleName(chunk.role()), ")");
   if (chunk.offset() == 0 && !t.started) {
-    if (auto s = StartTensor(chunk, index, role); !s.ok()) return s;
+    if (auto s = StartTensor(chunk, index); !s.ok()) return s;
   } else if (chunk.has_header()) {
     return absl::InvalidArgumentError(
         absl::StrCat("chunks.header: only the chunk at offset 0 carries it", where));
@@ -112,7 +216,7 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
     return absl::InvalidArgumentError(
         absl::StrCat("chunks.offset: ", chunk.offset(), " but the tensor has not started", where));
   }
-  const uint64_t size = building_->TensorBytes(role);
+  const uint64_t size = TensorBytes(index);
   if (chunk.offset() != t.received) {
     return absl::InvalidArgumentError(absl::StrCat("chunks.offset: ", chunk.offset(),
                                                    ", expected ", t.received, where));
@@ -126,8 +230,7 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
   if (chunk.data().empty()) {
     return absl::InvalidArgumentError(absl::StrCat("chunks.data: empty", where));
   }
-  uint8_t* dst = building_->payload.data() + building_->TensorOffset(chunk.layer(), role) +
-                 t.received;
+  uint8_t* dst = input_bytes_.data() + TensorOffset(index) + t.received;
   std::memcpy(dst, chunk.data().data(), chunk.data().size());
   t.crc = kernels::Crc32c(t.crc, chunk.data().data(), chunk.data().size());
   t.received += chunk.data().size();
@@ -137,28 +240,22 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
     return absl::DataLossError(absl::StrFormat(
         "chunks.header.crc32c: 0x%08x but the data has 0x%08x%s", t.expected_crc, t.crc, where));
   }
-  building_->tensor_crc32c[index] = t.crc;
   if (++tensors_done_ == tensors_.size()) return CompletePage();
   return absl::OkStatus();
 }
 
 absl::Status PutAssembler::StartPage(uint32_t page) {
   page_ = page;
-  tensors_.assign(2 * prefix_.model->geometry.num_layers, TensorState{});
+  tensors_.assign(RolesPerLayer() * prefix_.model->geometry.num_layers, TensorState{});
   tensors_done_ = 0;
-  building_ = std::make_shared<cache::Page>();
-  building_->key = prefix_.keys[page];
-  building_->tenant = tenant_;
-  building_->model = prefix_.model->fingerprint;
-  building_->mode = cache::Mode::kFull;
-  building_->geometry = prefix_.model->geometry;
-  building_->tensor_crc32c.assign(tensors_.size(), 0);
+  receiving_ = true;
+  input_bytes_.clear();
   return absl::OkStatus();
 }
 
-absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t index, Role role) {
+absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t index) {
   const std::string where = absl::StrCat(" (page ", page_, " layer ", chunk.layer(), " ",
-                                         RoleName(role), ")");
+                                         RoleName(chunk.role()), ")");
   if (!chunk.has_header()) {
     return absl::InvalidArgumentError(
         absl::StrCat("chunks.header: missing on the tensor's first chunk", where));
@@ -169,31 +266,32 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
                                                    " is not fp32, fp16 or bf16", where));
   }
   const auto dtype = static_cast<kernels::DType>(h.dtype());
-  const bool first_tensor_of_page = tensors_done_ == 0 && building_->payload.empty();
-  if (!first_tensor_of_page && dtype != building_->dtype) {
+  const bool first_tensor_of_page = input_bytes_.empty();
+  if (!first_tensor_of_page && dtype != dtype_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "chunks.header.dtype: ", kernels::DTypeName(dtype), " but the page's other tensors are ",
-        kernels::DTypeName(building_->dtype), where));
+        kernels::DTypeName(dtype_), where));
   }
-  const cache::PageGeometry& g = prefix_.model->geometry;
-  const int64_t want[3] = {g.page_tokens, g.num_kv_heads,
-                           g.HeadDim(role)};
+  const std::vector<int64_t> want = ShapeOf(chunk.role());
   const auto& shape = h.shape();
-  if (shape.size() != 3 || shape[0] != want[0] || shape[1] != want[1] || shape[2] != want[2]) {
+  if (!std::equal(shape.begin(), shape.end(), want.begin(), want.end())) {
+    std::string w = "[";
+    for (size_t i = 0; i < want.size(); ++i) absl::StrAppend(&w, i ? ", " : "", want[i]);
     return absl::InvalidArgumentError(absl::StrCat("chunks.header.shape: ", ShapeString(shape),
-                                                   ", expected [", want[0], ", ", want[1], ", ",
-                                                   want[2], "]", where));
+                                                   ", expected ", w, "]", where));
   }
   if (first_tensor_of_page) {
-    const uint64_t payload = g.PageElems() * kernels::DTypeSize(dtype);
+    const uint64_t payload =
+        prefix_.model->geometry.num_layers *
+        cache::LayerInputBytes(*codec_, input_, dtype, prefix_.model->geometry.page_tokens);
     auto reservation = cache_->ReserveInflight(tenant_, payload + cache::kPageOverheadBytes);
     if (!reservation.ok()) {
       return absl::Status(reservation.status().code(),
                           absl::StrCat(reservation.status().message(), where));
     }
     reservation_.emplace(*std::move(reservation));
-    building_->dtype = dtype;
-    building_->payload.resize(payload);
+    dtype_ = dtype;
+    input_bytes_.resize(payload);
   }
   TensorState& t = tensors_[index];
   t.started = true;
@@ -202,9 +300,47 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
 }
 
 absl::Status PutAssembler::CompletePage() {
-  const uint64_t bytes = building_->StoredBytes();
-  auto result = cache_->Insert(std::move(building_));
-  building_.reset();
+  receiving_ = false;
+  auto page = std::make_shared<cache::Page>();
+  page->key = prefix_.keys[page_];
+  page->tenant = tenant_;
+  page->model = prefix_.model->fingerprint;
+  page->dtype = dtype_;
+  page->geometry = prefix_.model->geometry;
+  cache::EncodeOptions options = encode_;
+  options.verify = page->key[0] % verify_one_in_ == 0 ||
+                   !prefix_.model->first_page_put.exchange(true);
+  auto outcomes = cache::EncodePage(*codec_, options, input_bytes_.data(),
+                                    static_cast<uint32_t>(page_), page.get());
+  input_bytes_.clear();
+  input_bytes_.shrink_to_fit();
+  if (!outcomes.ok()) {
+    reservation_.reset();
+    return outcomes.status();
+  }
+  page->mode = requested_mode_;
+  bool measured = false;
+  for (const cache::LayerOutcome& o : *outcomes) {
+    if (o.fallback != cache::FallbackReason::kNone) {
+      response_.set_layers_fallen_back(response_.layers_fallen_back() + 1);
+    }
+    if (o.measured_error >= 0) {
+      measured = true;
+      if (o.fallback == cache::FallbackReason::kNone) {
+        response_.set_max_measured_error(std::max(response_.max_measured_error(), o.measured_error));
+      }
+    }
+    if (metrics_ != nullptr) metrics_->RecordLayer(tenant_, requested_mode_, o);
+  }
+  if (!forced_full_reason_.empty()) {
+    response_.set_layers_fallen_back(response_.layers_fallen_back() + outcomes->size());
+    if (metrics_ != nullptr) {
+      metrics_->RecordFallbacks(tenant_, requested_mode_, forced_full_reason_, outcomes->size());
+    }
+  }
+  if (measured) response_.set_pages_measured(response_.pages_measured() + 1);
+  const uint64_t bytes = page->StoredBytes();
+  auto result = cache_->Insert(std::move(page));
   reservation_.reset();
   if (!result.ok()) return result.status();
   if (*result == cache::PageStore::InsertResult::kInserted) {
@@ -217,12 +353,13 @@ absl::Status PutAssembler::CompletePage() {
 }
 
 std::string PutAssembler::Missing() const {
-  for (size_t i = 0; i < tensors_.size(); ++i) {
+  for (uint32_t i = 0; i < tensors_.size(); ++i) {
     const TensorState& t = tensors_[i];
-    const Role role = cache::Page::RoleOf(static_cast<uint32_t>(i));
-    if (!t.started || t.received < building_->TensorBytes(role)) {
-      return absl::StrCat("layer ", i / 2, " ", RoleName(role), " has ", t.received, " of ",
-                          building_->TensorBytes(role), " bytes");
+    if (!t.started || t.received < TensorBytes(i)) {
+      return absl::StrCat("layer ", i / RolesPerLayer(), " ",
+                          RoleName(RoleAt(i % RolesPerLayer())), " has ", t.received,
+                          t.started ? absl::StrCat(" of ", TensorBytes(i)) : std::string(),
+                          " bytes");
     }
   }
   return "nothing missing";
@@ -230,7 +367,7 @@ std::string PutAssembler::Missing() const {
 
 absl::Status PutAssembler::Finish() {
   if (!have_header_) return absl::InvalidArgumentError("header: the stream carried no message");
-  if (building_ != nullptr) {
+  if (receiving_) {
     return absl::InvalidArgumentError(absl::StrCat("chunks: the stream ended with page ", page_,
                                                    " incomplete (", Missing(), ")"));
   }

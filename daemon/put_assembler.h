@@ -1,10 +1,17 @@
 // PutAssembler: turns the messages of one Put stream into complete, verified pages.
 //
 // It enforces the stream rules of slimkv.v1.PutRequest: one header first; every page from
-// first_page on, in order, each page's chunks not interleaved with another's; each tensor's chunks in order from
-// offset 0; shapes and dtypes matching the model; CRC32C verified per tensor. Every violation
-// is an error naming the field. A page is handed to the cache the moment its last tensor
-// verifies; an incomplete page is never visible.
+// first_page on, in order, each page's chunks not interleaved with another's; each tensor's
+// chunks in order from offset 0; the tensors of the header's input (K and V, X or LATENT) with
+// shapes and dtypes matching the model; CRC32C verified per tensor. Every violation is an error
+// naming the field. When a page's last tensor verifies, the page is encoded in the requested
+// mode (cache/page_codec.h: per-layer fallback, verification) and handed to the cache; an
+// incomplete page is never visible.
+//
+// The mode and quantizer come from the header, or the tenant's policy when it leaves them
+// unspecified. A mode named in the header that the model cannot take is FAILED_PRECONDITION; a
+// policy's mode that does not fit the model, or any mode while the model's derived matrices are
+// still being computed, is stored in full and counted as a fallback.
 //
 // Thread-safety: external synchronization required (one stream, one assembler).
 #pragma once
@@ -17,13 +24,18 @@
 
 #include "absl/status/status.h"
 #include "cache/kv_cache.h"
+#include "cache/page_codec.h"
+#include "daemon/metrics.h"
 #include "slimkv/v1/cache.pb.h"
 
 namespace slimkv::daemon {
 
 class PutAssembler {
  public:
-  PutAssembler(cache::KvCache* cache, std::string tenant);
+  // `metrics` may be null (nothing is recorded). `verify_one_in`: one page in that many (by
+  // key) is verified, and the first page put for each model.
+  PutAssembler(cache::KvCache* cache, std::string tenant, Metrics* metrics = nullptr,
+               uint32_t verify_one_in = 16);
 
   // Consumes the next message of the stream. On error the stream must end with that status;
   // pages completed before stay stored.
@@ -39,8 +51,14 @@ class PutAssembler {
   [[nodiscard]] absl::Status AddHeader(const v1::PutHeader& header);
   [[nodiscard]] absl::Status AddChunk(const v1::TensorChunk& chunk);
   [[nodiscard]] absl::Status StartPage(uint32_t page);
-  [[nodiscard]] absl::Status StartTensor(const v1::TensorChunk& chunk, uint32_t index,
-                                         cache::Role role);
+  [[nodiscard]] absl::Status ChooseMode(const v1::PutHeader& header);
+  [[nodiscard]] absl::Status StartTensor(const v1::TensorChunk& chunk, uint32_t index);
+  // Roles each layer carries for the header's input, in order, and their engine columns.
+  uint32_t RolesPerLayer() const { return input_ == cache::PageInput::kKv ? 2 : 1; }
+  v1::TensorRole RoleAt(uint32_t i) const;
+  std::vector<int64_t> ShapeOf(v1::TensorRole role) const;
+  uint64_t TensorBytes(uint32_t index) const;
+  uint64_t TensorOffset(uint32_t index) const;
   [[nodiscard]] absl::Status CompletePage();
   std::string Missing() const;
 
@@ -53,16 +71,28 @@ class PutAssembler {
 
   cache::KvCache* const cache_;
   const std::string tenant_;
+  Metrics* const metrics_;
+  const uint32_t verify_one_in_;
 
   bool have_header_ = false;
   cache::ResolvedPrefix prefix_;
   uint32_t first_page_ = 0;
-  // The page being received: index, its tensors' progress, the page under construction.
+  // How the pages are stored, and with which codec (held while the stream lives).
+  cache::EncodeOptions encode_;
+  std::shared_ptr<const cache::ModelCodec> codec_hold_;
+  const cache::ModelCodec* codec_ = nullptr;
+  cache::PageInput input_ = cache::PageInput::kKv;
+  // Layers stored in full without trying encode_.mode, and why (empty: none).
+  std::string forced_full_reason_;
+  cache::Mode requested_mode_ = cache::Mode::kFull;
+  // The page being received: index, its tensors' progress, the engine tensors as they arrive.
   int64_t page_ = -1;
   std::vector<TensorState> tensors_;
   uint32_t tensors_done_ = 0;
-  std::shared_ptr<cache::Page> building_;
-  std::optional<cache::InflightReservation> reservation_;  // held while building_ fills
+  bool receiving_ = false;
+  kernels::DType dtype_ = kernels::DType::kF32;
+  std::vector<uint8_t> input_bytes_;
+  std::optional<cache::InflightReservation> reservation_;  // held while input_bytes_ fills
   v1::PutResponse response_;
 };
 
