@@ -11,7 +11,6 @@
 #include "cache/model/model_test_util.h"
 #include "clients/cpp/synthetic_model.h"
 #include "gtest/gtest.h"
-#include "kernels/rope.h"
 
 namespace slimkv::cache {
 namespace {
@@ -30,16 +29,7 @@ struct Geometry {
 
 SyntheticModel Make(std::string arch, uint32_t d, uint32_t heads, uint32_t kv_heads,
                     uint32_t head_dim) {
-  SyntheticModel m;
-  m.arch = std::move(arch);
-  m.num_layers = 2;
-  m.hidden_size = d;
-  m.num_heads = heads;
-  m.num_kv_heads = kv_heads;
-  m.head_dim = head_dim;
-  m.kv_lora_rank = 16;
-  m.rope_dim = 8;
-  return m;
+  return SyntheticModel::Small(std::move(arch), d, heads, kv_heads, head_dim);
 }
 
 std::vector<Geometry> Geometries() {
@@ -89,77 +79,22 @@ std::vector<double> RandomRows(uint64_t rows, uint64_t cols, uint32_t seed) {
   return v;
 }
 
-// The engine's K and V of one layer in float64, computed directly.
-struct Reference {
-  std::vector<double> k, v;
-};
+using Reference = SyntheticModel::Kv;
 
-Reference FromX(const SyntheticModel& m, const ModelConfig& c, uint32_t layer,
-                const std::vector<double>& x) {
-  const int64_t d = m.hidden_size, e = m.e();
-  const std::vector<float> wk = m.Weight(layer, 0), wv = m.Weight(layer, 1);
-  const std::vector<float> bk = m.Bias(layer, 0), bv = m.Bias(layer, 1);
-  Reference r{std::vector<double>(kTokens * e), std::vector<double>(kTokens * e)};
-  for (uint32_t t = 0; t < kTokens; ++t) {
-    for (int64_t j = 0; j < e; ++j) {
-      double k = bk.empty() ? 0 : bk[j], v = bv.empty() ? 0 : bv[j];
-      for (int64_t i = 0; i < d; ++i) {
-        k += x[t * d + i] * wk[i * e + j];
-        v += x[t * d + i] * wv[i * e + j];
-      }
-      r.k[t * e + j] = k;
-      r.v[t * e + j] = v;
-    }
-  }
-  if (std::optional<kernels::RopeParams> p = RopeParamsOf(c)) {
-    std::vector<int32_t> pos(kTokens);
-    for (uint32_t t = 0; t < kTokens; ++t) pos[t] = static_cast<int32_t>(kPage * kTokens + t);
-    kernels::ApplyRopeRef(*p, r.k.data(), kTokens, static_cast<int>(m.num_kv_heads), pos.data(),
-                          false);
-  }
-  return r;
+std::vector<int32_t> PagePositions() {
+  std::vector<int32_t> pos(kTokens);
+  for (uint32_t t = 0; t < kTokens; ++t) pos[t] = static_cast<int32_t>(kPage * kTokens + t);
+  return pos;
 }
 
-// MLA: K head h = [c·W_UK,h | rope part], V_h = c·W_UV,h, from the up-projection tensors.
-Reference FromLatent(const SyntheticModel& m, const ModelConfig& c, uint32_t layer,
+Reference FromX(const SyntheticModel& m, const ModelConfig&, uint32_t layer,
+                const std::vector<double>& x) {
+  return m.EngineKvFromX(layer, x, PagePositions());
+}
+
+Reference FromLatent(const SyntheticModel& m, const ModelConfig&, uint32_t layer,
                      const std::vector<double>& lat) {
-  const bool deepseek = m.arch == "deepseek";
-  const auto tensors = m.LayerTensors(layer);
-  const int heads = static_cast<int>(c.num_kv_heads);
-  const int dk = static_cast<int>(c.k_head_dim), dv = static_cast<int>(c.v_head_dim);
-  const int r = static_cast<int>(c.mla->qk_rope_head_dim), nope = dk - r;
-  const int dc = deepseek ? static_cast<int>(m.kv_lora_rank)
-                          : static_cast<int>(m.num_kv_heads * m.kv_lora_rank);
-  const int width = dc + (deepseek ? r : heads * r);
-  Reference out{std::vector<double>(kTokens * heads * dk), std::vector<double>(kTokens * heads * dv)};
-  for (uint32_t t = 0; t < kTokens; ++t) {
-    const double* row = lat.data() + t * width;
-    for (int h = 0; h < heads; ++h) {
-      for (int i = 0; i < nope; ++i) {
-        double acc = 0;
-        for (int j = 0; j < dc; ++j) {
-          // deepseek kv_b [h·(nope + dv), d_c]; mha2mla up_k [h·nope, d_c]
-          const float w = deepseek ? tensors[2].values[(h * (nope + dv) + i) * dc + j]
-                                   : tensors[2].values[(h * nope + i) * dc + j];
-          acc += row[j] * w;
-        }
-        out.k[(t * heads + h) * dk + i] = acc;
-      }
-      for (int i = 0; i < r; ++i) {
-        out.k[(t * heads + h) * dk + nope + i] = row[dc + (deepseek ? i : h * r + i)];
-      }
-      for (int i = 0; i < dv; ++i) {
-        double acc = 0;
-        for (int j = 0; j < dc; ++j) {
-          const float w = deepseek ? tensors[2].values[(h * (nope + dv) + nope + i) * dc + j]
-                                   : tensors[3].values[(h * dv + i) * dc + j];
-          acc += row[j] * w;
-        }
-        out.v[(t * heads + h) * dv + i] = acc;
-      }
-    }
-  }
-  return out;
+  return m.EngineKvFromLatent(layer, lat);
 }
 
 double RelErr(const std::vector<float>& got, const std::vector<double>& want) {

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/tls.h"
 
 namespace slimkv::daemon {
 
@@ -32,11 +33,31 @@ bool IsLowerHex(absl::string_view s) {
   });
 }
 
-absl::Status ValidateTenants(const v1::DaemonConfig& config) {
+// Fills the unset fields of a tenant policy with their defaults and checks the rest.
+absl::Status FinalizePolicy(const std::string& field, v1::TenantPolicy* p) {
+  if (p->mode() == v1::MODE_UNSPECIFIED) p->set_mode(v1::MODE_FULL);
+  if (p->quant() == v1::QUANT_UNSPECIFIED) p->set_quant(v1::QUANT_NONE);
+  if (p->error_tolerance() == 0) p->set_error_tolerance(0.01);
+  if (!v1::Mode_IsValid(p->mode())) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".mode: ", p->mode(), " is not a mode"));
+  }
+  if (!v1::Quant_IsValid(p->quant())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".quant: ", p->quant(), " is not a quantizer"));
+  }
+  if (!(p->error_tolerance() > 0 && p->error_tolerance() <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".error_tolerance: ",
+                                                   p->error_tolerance(), " is not in (0, 1]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTenants(v1::DaemonConfig& config) {
   absl::flat_hash_set<std::string> ids, hashes;
   for (int i = 0; i < config.tenants_size(); ++i) {
-    const v1::TenantConfig& t = config.tenants(i);
+    v1::TenantConfig& t = *config.mutable_tenants(i);
     const std::string field = absl::StrCat("tenants[", i, "]");
+    if (absl::Status s = FinalizePolicy(field + ".policy", t.mutable_policy()); !s.ok()) return s;
     const bool id_ok = !t.id().empty() && t.id().size() <= 64 &&
                        std::all_of(t.id().begin(), t.id().end(), [](char c) {
                          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
@@ -79,6 +100,12 @@ v1::DaemonConfig DefaultConfig() {
   c.set_explain_evicted_keys(65536);
   c.set_max_models(64);
   c.set_max_put_inflight_bytes(2ull << 30);
+  c.mutable_tls();  // present and empty: plaintext, loopback only
+  c.mutable_default_policy()->set_mode(v1::MODE_FULL);
+  c.mutable_default_policy()->set_quant(v1::QUANT_NONE);
+  c.mutable_default_policy()->set_error_tolerance(0.01);
+  c.set_verify_one_in(16);
+  c.set_latent_energy(0.9999);
   return c;
 }
 
@@ -98,6 +125,17 @@ absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
     config.set_max_put_inflight_bytes(d.max_put_inflight_bytes());
   }
   if (!config.has_explain_evicted_keys()) config.set_explain_evicted_keys(d.explain_evicted_keys());
+  config.mutable_tls();
+  if (config.verify_one_in() == 0) config.set_verify_one_in(d.verify_one_in());
+  if (config.latent_energy() == 0) config.set_latent_energy(d.latent_energy());
+  if (!(config.latent_energy() > 0 && config.latent_energy() <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("latent_energy: ", config.latent_energy(), " is not in (0, 1]"));
+  }
+  if (absl::Status s = FinalizePolicy("default_policy", config.mutable_default_policy());
+      !s.ok()) {
+    return s;
+  }
 
   if (config.max_message_bytes() < (64u << 10)) {
     return absl::InvalidArgumentError(absl::StrCat("max_message_bytes: ",
@@ -122,6 +160,7 @@ absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
         config.max_page_bytes(), "; the largest page could never be received"));
   }
   if (auto s = ValidateTenants(config); !s.ok()) return s;
+  if (auto s = ValidateTls(config); !s.ok()) return s;
   return config;
 }
 

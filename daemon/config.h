@@ -14,10 +14,12 @@ v1::DaemonConfig DefaultConfig();
 
 // Parses a text-format config file and fills unset fields with their defaults.
 // NOT_FOUND: unreadable file. INVALID_ARGUMENT: syntax error or unknown field (with line and
-// column), or a bad value (naming the field).
+// column), or a bad value or unreadable TLS file (naming the field), prefixed with the path.
 [[nodiscard]] absl::StatusOr<v1::DaemonConfig> LoadConfigFile(absl::string_view path);
 
-// Fills unset fields with defaults, then checks every value. INVALID_ARGUMENT names the field.
+// Fills unset fields with defaults, then checks every value, reading the TLS files it names
+// (daemon/tls.h). INVALID_ARGUMENT names the field; NOT_FOUND names the field and the path of a
+// file that cannot be read.
 [[nodiscard]] absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config);
 
 }  // namespace slimkv::daemon

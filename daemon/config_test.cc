@@ -96,6 +96,13 @@ TEST(Config, SampleConfigIsTheDefaults) {
                             (d->field(i)->is_repeated() &&
                              text.find("\n# " + name + " {") != std::string::npos);
     EXPECT_TRUE(documented) << "ops/slimkvd.conf does not document " << name;
+    // A singular message field is set as a block whose every field is set at its default.
+    if (const auto* m = d->field(i)->message_type(); m != nullptr && !d->field(i)->is_repeated()) {
+      for (int j = 0; j < m->field_count(); ++j) {
+        EXPECT_NE(text.find("\n  " + m->field(j)->name() + ":"), std::string::npos)
+            << "ops/slimkvd.conf does not document " << name << "." << m->field(j)->name();
+      }
+    }
   }
 }
 

@@ -23,7 +23,8 @@ namespace slimkv::daemon {
 class Daemon {
  public:
   // Builds everything and starts serving. UNAVAILABLE when an address cannot be bound;
-  // PERMISSION_DENIED when data_dir cannot be created.
+  // PERMISSION_DENIED when data_dir cannot be created; NOT_FOUND or INVALID_ARGUMENT when a TLS
+  // file cannot be read or used (daemon/tls.h).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Daemon>> Start(
       const v1::DaemonConfig& config);
   ~Daemon();

@@ -136,6 +136,7 @@ bool GetStreamer::Next(v1::GetResponse* out) {
       if (raw_) {
         h->set_mode(static_cast<v1::Mode>(page.layers[layer].mode));
         h->set_quant(static_cast<v1::Quant>(page.layers[layer].quant));
+        h->set_bytes(tensor_bytes_);
       }
     }
     c->set_offset(offset_);

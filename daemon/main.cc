@@ -1,6 +1,8 @@
 // slimkvd: the SlimKV cache daemon. Flags only here; everything else comes from the config.
 #include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -19,16 +21,34 @@ ABSL_FLAG(std::string, data_dir, "", "Data directory; overrides the config's dat
 ABSL_FLAG(std::string, ready_file, "",
           "Once serving, write 'PORT METRICS_PORT' to this file (for tests and supervisors)");
 
+namespace {
+
+// The stop signals are turned into a byte on this pipe, read by one thread: a handler rather than
+// a blocked mask, because libraries start threads before main (OpenBLAS's pool) and any thread
+// may receive the signal.
+int stop_pipe[2] = {-1, -1};
+
+void OnStopSignal(int sig) {
+  const char byte = static_cast<char>(sig);
+  (void)!write(stop_pipe[1], &byte, 1);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("slimkvd [--config FILE] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
 
-  // Block the stop signals in every thread; one thread waits for them below.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGINT);
-  sigaddset(&stop, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  if (pipe(stop_pipe) != 0) {
+    slimkv::LogError("cannot create the signal pipe");
+    return 1;
+  }
+  struct sigaction on_stop = {};
+  on_stop.sa_handler = OnStopSignal;
+  sigemptyset(&on_stop.sa_mask);
+  on_stop.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &on_stop, nullptr);
+  sigaction(SIGTERM, &on_stop, nullptr);
 
   absl::StatusOr<slimkv::v1::DaemonConfig> config =
       absl::GetFlag(FLAGS_config).empty()
@@ -43,6 +63,12 @@ int main(int argc, char** argv) {
     config->set_metrics_listen(absl::GetFlag(FLAGS_metrics_listen));
   }
   if (!absl::GetFlag(FLAGS_data_dir).empty()) config->set_data_dir(absl::GetFlag(FLAGS_data_dir));
+  // Checked again with the flags applied: --listen may have moved plaintext off loopback.
+  config = slimkv::daemon::Finalize(*std::move(config));
+  if (!config.ok()) {
+    slimkv::LogError(config.status().message());
+    return 2;
+  }
 
   auto daemon = slimkv::daemon::Daemon::Start(*config);
   if (!daemon.ok()) {
@@ -56,9 +82,10 @@ int main(int argc, char** argv) {
   }
 
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop, &sig);
-    slimkv::LogInfo("slimkvd: signal ", sig, ", shutting down");
+    char sig = 0;
+    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
+    slimkv::LogInfo("slimkvd: signal ", int{sig}, ", shutting down");
     (*daemon)->Shutdown();
   });
   (*daemon)->Wait();

@@ -9,6 +9,8 @@
 //   slimkv stats
 //   slimkv plan    MODEL_DIR [--json] ...       (local, no daemon: clients/cpp/plan_command.h)
 //
+// Every daemon command takes --tls_ca (and --tls_cert/--tls_key for mutual TLS) to connect to
+// a daemon serving TLS.
 // MODEL_DIR is a model directory as the daemon's host sees it (registration is idempotent).
 // TOKENS: "1,2,3", "range:START:COUNT" or "@FILE".
 #include <fstream>
@@ -30,6 +32,16 @@
 ABSL_FLAG(std::string, target, "127.0.0.1:50551", "slimkvd gRPC address");
 ABSL_FLAG(std::string, token_file, "",
           "File holding the tenant's bearer token (a daemon without tenants needs none)");
+ABSL_FLAG(bool, tls, false,
+          "Connect over TLS (implied by any --tls_* flag); without --tls_ca the daemon's "
+          "certificate must be signed by one of gRPC's default roots");
+ABSL_FLAG(std::string, tls_ca, "", "PEM file of the CAs that sign slimkvd's certificate");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM file of this client's certificate chain, for a daemon requiring mutual TLS "
+          "(with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM file of --tls_cert's private key");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name slimkvd's certificate must carry; default: the host part of --target");
 ABSL_FLAG(uint32_t, page_tokens, 0, "Tokens per page at registration; 0: the daemon's default");
 ABSL_FLAG(uint32_t, first_page, 0, "First page to put, get or delete");
 ABSL_FLAG(std::string, dtype, "", "fp32, fp16 or bf16: put's input type, get's output type");
@@ -52,6 +64,21 @@ absl::StatusOr<std::optional<kernels::DType>> DTypeFlag() {
   return absl::InvalidArgumentError("--dtype: expected fp32, fp16 or bf16");
 }
 
+// TLS from the --tls* flags; nullopt when none is given (plaintext).
+absl::StatusOr<std::optional<TlsOptions>> TlsFlags() {
+  const std::string ca = absl::GetFlag(FLAGS_tls_ca), cert = absl::GetFlag(FLAGS_tls_cert),
+                    key = absl::GetFlag(FLAGS_tls_key),
+                    server_name = absl::GetFlag(FLAGS_tls_server_name);
+  if (!absl::GetFlag(FLAGS_tls) && ca.empty() && cert.empty() && key.empty() &&
+      server_name.empty()) {
+    return std::nullopt;
+  }
+  auto tls = ReadTlsFiles(ca, cert, key);
+  if (!tls.ok()) return tls.status();
+  tls->server_name = server_name;
+  return *std::move(tls);
+}
+
 int Run(const std::vector<char*>& args) {
   if (args.size() < 2) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
@@ -63,6 +90,9 @@ int Run(const std::vector<char*>& args) {
     std::ifstream in(path);
     if (!(in >> options.token)) return Fail(absl::NotFoundError("--token_file: cannot read " + path));
   }
+  auto tls = TlsFlags();
+  if (!tls.ok()) return Fail(tls.status());
+  options.tls = *std::move(tls);
   auto client = Client::Connect(absl::GetFlag(FLAGS_target), options);
   if (cmd == "stats") {
     auto s = client->Stats();
@@ -157,7 +187,9 @@ int main(int argc, char** argv) {
   }
 #endif
   absl::SetProgramUsageMessage(
-      "slimkv [--target HOST:PORT] register|lookup|put|get|delete|explain|stats ...\n"
+      "slimkv [--target HOST:PORT] [--token_file FILE] [--tls_ca CA.pem [--tls_cert CERT.pem\n"
+      "       --tls_key KEY.pem] [--tls_server_name NAME]]\n"
+      "       register|lookup|put|get|delete|explain|stats ...\n"
       "  register MODEL_DIR | lookup MODEL_DIR TOKENS | put MODEL_DIR TOKENS FILE |\n"
       "  get MODEL_DIR TOKENS [--out FILE] | delete MODEL_DIR TOKENS |\n"
       "  explain MODEL_DIR|MODEL_ID TOKENS | stats\n"

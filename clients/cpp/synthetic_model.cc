@@ -41,6 +41,20 @@ const SyntheticModel::Tensor* Find(const std::vector<SyntheticModel::Tensor>& ts
 
 }  // namespace
 
+SyntheticModel SyntheticModel::Small(std::string arch, uint32_t d, uint32_t heads,
+                                     uint32_t kv_heads, uint32_t head_dim) {
+  SyntheticModel m;
+  m.arch = std::move(arch);
+  m.num_layers = 2;
+  m.hidden_size = d;
+  m.num_heads = heads;
+  m.num_kv_heads = kv_heads;
+  m.head_dim = head_dim;
+  m.kv_lora_rank = 16;
+  m.rope_dim = 8;
+  return m;
+}
+
 std::string SyntheticModel::ConfigJson() const {
   if (arch == "t5") {
     return absl::StrFormat(R"({
@@ -152,6 +166,84 @@ std::vector<float> SyntheticModel::Weight(uint32_t layer, int role) const {
 std::vector<float> SyntheticModel::Bias(uint32_t layer, int role) const {
   if (arch != "qwen2") return {};
   return Find(LayerTensors(layer), role == 0 ? "k_proj.bias" : "v_proj.bias")->values;
+}
+
+uint32_t SyntheticModel::LatentDim() const {
+  if (arch == "deepseek") return kv_lora_rank + rope_dim;
+  if (arch == "mha2mla") return num_kv_heads * (kv_lora_rank + rope_dim);
+  return 0;
+}
+
+SyntheticModel::Kv SyntheticModel::EngineKvFromX(uint32_t layer, const std::vector<double>& x,
+                                                 const std::vector<int32_t>& positions) const {
+  const int64_t d = hidden_size, e_ = e(), tokens = static_cast<int64_t>(positions.size());
+  const std::vector<float> wk = Weight(layer, 0), wv = Weight(layer, 1);
+  const std::vector<float> bk = Bias(layer, 0), bv = Bias(layer, 1);
+  Kv out{std::vector<double>(tokens * e_), std::vector<double>(tokens * e_)};
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t j = 0; j < e_; ++j) {
+      double k = bk.empty() ? 0 : bk[j], v = bv.empty() ? 0 : bv[j];
+      for (int64_t i = 0; i < d; ++i) {
+        k += x[t * d + i] * wk[i * e_ + j];
+        v += x[t * d + i] * wv[i * e_ + j];
+      }
+      out.k[t * e_ + j] = k;
+      out.v[t * e_ + j] = v;
+    }
+  }
+  if (arch == "t5") return out;
+  // Half-split RoPE over the first `rotary` dims of each head, as HF's rotate_half; the angle
+  // formed in float32 as engines form it.
+  const int64_t rotary = arch == "phi3" ? head_dim / 2 : head_dim, half = rotary / 2;
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t h = 0; h < num_kv_heads; ++h) {
+      double* k = out.k.data() + t * e_ + h * head_dim;
+      for (int64_t j = 0; j < half; ++j) {
+        const float inv_freq = static_cast<float>(std::pow(rope_theta, -2.0 * j / rotary));
+        const double angle = static_cast<float>(positions[t]) * inv_freq;
+        const double a = k[j], b = k[j + half];
+        k[j] = a * std::cos(angle) - b * std::sin(angle);
+        k[j + half] = b * std::cos(angle) + a * std::sin(angle);
+      }
+    }
+  }
+  return out;
+}
+
+SyntheticModel::Kv SyntheticModel::EngineKvFromLatent(uint32_t layer,
+                                                      const std::vector<double>& latent) const {
+  const bool deepseek = arch == "deepseek";
+  const std::vector<Tensor> ts = LayerTensors(layer);
+  const int64_t heads = deepseek ? num_heads : num_kv_heads;
+  const int64_t r = rope_dim, dk = deepseek ? head_dim + rope_dim : head_dim, nope = dk - r;
+  const int64_t dv = head_dim;
+  const int64_t dc = deepseek ? kv_lora_rank : int64_t{num_kv_heads} * kv_lora_rank;
+  const int64_t width = LatentDim(), tokens = static_cast<int64_t>(latent.size()) / width;
+  // deepseek: kv_b [heads·(nope + dv), d_c]; mha2mla: up_k [heads·nope, d_c], up_v [heads·dv, d_c].
+  const std::vector<float>& uk = ts[2].values;
+  const std::vector<float>& uv = deepseek ? ts[2].values : ts[3].values;
+  Kv out{std::vector<double>(tokens * heads * dk), std::vector<double>(tokens * heads * dv)};
+  for (int64_t t = 0; t < tokens; ++t) {
+    const double* row = latent.data() + t * width;
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t i = 0; i < nope; ++i) {
+        const int64_t w_row = deepseek ? h * (nope + dv) + i : h * nope + i;
+        double acc = 0;
+        for (int64_t j = 0; j < dc; ++j) acc += row[j] * uk[w_row * dc + j];
+        out.k[(t * heads + h) * dk + i] = acc;
+      }
+      for (int64_t i = 0; i < r; ++i) {
+        out.k[(t * heads + h) * dk + nope + i] = row[dc + (deepseek ? i : h * r + i)];
+      }
+      for (int64_t i = 0; i < dv; ++i) {
+        const int64_t w_row = deepseek ? h * (nope + dv) + nope + i : h * dv + i;
+        double acc = 0;
+        for (int64_t j = 0; j < dc; ++j) acc += row[j] * uv[w_row * dc + j];
+        out.v[(t * heads + h) * dv + i] = acc;
+      }
+    }
+  }
+  return out;
 }
 
 absl::Status SyntheticModel::Write(const std::string& dir) const {

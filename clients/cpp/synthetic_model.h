@@ -42,6 +42,10 @@ struct SyntheticModel {
   // Write model.safetensors too; false writes config.json alone (sizes only).
   bool weights = true;
 
+  // A small 2-layer model of `arch` (kv_lora_rank 16, rope_dim 8), for conformance tables.
+  static SyntheticModel Small(std::string arch, uint32_t d, uint32_t heads, uint32_t kv_heads,
+                              uint32_t head_dim);
+
   uint32_t e() const { return num_kv_heads * head_dim; }
   std::string ConfigJson() const;
 
@@ -58,6 +62,22 @@ struct SyntheticModel {
   // and its bias [e] (empty without biases).
   std::vector<float> Weight(uint32_t layer, int role) const;
   std::vector<float> Bias(uint32_t layer, int role) const;
+
+  // Elements of the MLA latent row: deepseek kv_lora_rank + rope_dim; mha2mla
+  // num_kv_heads·(kv_lora_rank + rope_dim). 0 for other architectures.
+  uint32_t LatentDim() const;
+
+  // What an engine caches for `layer` (SPEC §2), in float64 straight from the weights — the
+  // reference the codecs are checked against. From x [T, hidden_size] at `positions`: K =
+  // R_p·(x·W_K + b_K) [T, h_kv, d_h] (half-split RoPE on the first rotary dims; none for t5),
+  // V = x·W_V + b_V. From the latent row [T, LatentDim()] (MLA): K head h = [c·W_UK,h | rope
+  // part], V_h = c·W_UV,h.
+  struct Kv {
+    std::vector<double> k, v;
+  };
+  Kv EngineKvFromX(uint32_t layer, const std::vector<double>& x,
+                   const std::vector<int32_t>& positions) const;
+  Kv EngineKvFromLatent(uint32_t layer, const std::vector<double>& latent) const;
 
   // Writes config.json (and model.safetensors) into `dir`, creating it.
   [[nodiscard]] absl::Status Write(const std::string& dir) const;
