@@ -8,51 +8,32 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cache/factor_store.h"
+#include "cache/page_codec.h"
 #include "kernels/kv_projection.h"
 #include "kernels/quant_format.h"
 
 namespace slimkv::cache {
 namespace {
 
-using kernels::QuantAxis;
-using kernels::QuantKind;
-using kernels::QuantParams;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// One stored tensor of a mode's token: `cols` values, quantized per channel (K-like) or per
-// token, the last `keep_bf16` of them kept in bf16 under fp8.
-struct Part {
-  int64_t cols = 0;
-  bool k_like = false;
-  int64_t keep_bf16_fp8 = 0;
-};
-
-double PartBytes(const Part& p, PlanQuant q, kernels::DType store) {
-  if (q == PlanQuant::kNone) return static_cast<double>(p.cols) * kernels::DTypeSize(store);
-  QuantParams qp;
-  switch (q) {
-    case PlanQuant::kFp8:
-      qp = {QuantKind::kFp8E4M3, QuantAxis::kPerToken, static_cast<uint32_t>(p.keep_bf16_fp8)};
-      break;
-    case PlanQuant::kInt8:
-      qp = {QuantKind::kInt8, QuantAxis::kPerToken, 0};
-      break;
-    default:
-      qp = {QuantKind::kInt4, p.k_like ? QuantAxis::kPerChannel : QuantAxis::kPerToken, 0};
-      break;
-  }
-  // A 32-token block is whole for every format (int4 per-channel groups span 32 tokens).
+// Bytes per token of one stored part under planner quantizer `q`: the page codec's own byte
+// rule (StoredPartBytes) over a 32-token block, which is whole for every format (int4
+// per-channel groups span 32 tokens).
+double PartBytes(const StoredPart& p, PlanQuant q, kernels::DType store) {
+  static_assert(static_cast<int>(Quant::kNone) == static_cast<int>(PlanQuant::kNone) + 1 &&
+                static_cast<int>(Quant::kInt4) == static_cast<int>(PlanQuant::kInt4) + 1);
   constexpr uint64_t kBlock = kernels::kInt4GroupSize;
-  return static_cast<double>(kernels::QuantBytes(qp, kBlock, static_cast<uint64_t>(p.cols))) /
-         kBlock;
+  const Quant quant = static_cast<Quant>(static_cast<int>(q) + 1);
+  return static_cast<double>(StoredPartBytes(p, quant, store, kBlock)) / kBlock;
 }
 
-ModePlan Sized(std::vector<Part> parts, kernels::DType store) {
+ModePlan Sized(std::vector<StoredPart> parts, kernels::DType store) {
   ModePlan m;
-  for (const Part& p : parts) m.elements += p.cols;
+  for (const StoredPart& p : parts) m.elements += p.cols;
   for (int q = 0; q < kNumPlanQuants; ++q) {
-    for (const Part& p : parts) m.bytes[q] += PartBytes(p, static_cast<PlanQuant>(q), store);
+    for (const StoredPart& p : parts) m.bytes[q] += PartBytes(p, static_cast<PlanQuant>(q), store);
   }
   m.bytes_4bit = m.elements / 2.0;
   return m;
