@@ -37,26 +37,37 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
       config.latent_rank() != 0
           ? kernels::RankRule{.fixed_rank = static_cast<int>(config.latent_rank())}
           : kernels::RankRule{.energy = config.latent_energy()};
-  d->cache_ = std::make_unique<cache::KvCache>(options);
-  for (const v1::TenantConfig& t : config.tenants()) {
-    d->cache_->host().SetQuota(
-        t.id(), {.bytes = t.host_quota_bytes(),
-                 .reject = t.over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT});
+  options.demotion_queue_bytes = config.disk().demotion_queue_bytes();
+  options.write_through = config.disk().sync() && !config.disk().disabled();
+  std::unique_ptr<cache::DiskTier> disk;
+  if (!config.disk().disabled()) {
+    cache::DiskTierOptions o{.path = (std::filesystem::path(config.data_dir()) / "pages").string(),
+                             .budget_bytes = config.disk().budget_bytes(),
+                             .sync = config.disk().sync()};
+    for (const v1::TenantConfig& t : config.tenants()) {
+      o.quotas[t.id()] = {.bytes = t.disk_quota_bytes(),
+                          .reject = t.over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT};
+    }
+    auto opened = cache::DiskTier::Open(std::move(o));
+    if (!opened.ok()) return opened.status();
+    disk = *std::move(opened);
+    const cache::DiskRebuildStats& r = disk->rebuild_stats();
+    LogInfo("disk tier: ", r.records, " pages (", disk->used_bytes(), " bytes) indexed in ",
+            r.seconds, " s; ", r.dropped, " records failed their check and were dropped, ",
+            r.evicted, " evicted to fit the budget and quotas");
   }
+  d->cache_ = std::make_unique<cache::KvCache>(options, std::move(disk));
+  for (const v1::TenantConfig& t : config.tenants()) {
+    if (!t.share_group().empty()) d->cache_->SetNamespace(t.id(), "group:" + t.share_group());
+  }
+  auto settings = TenantSettings::Load(config, d->cache_.get());
+  if (!settings.ok()) return settings.status();
+  d->settings_ = *std::move(settings);
   d->auth_ = std::make_unique<Authenticator>(config);
 
   auto metrics = Metrics::Create(config.metrics_listen(), d->cache_.get());
   if (!metrics.ok()) return metrics.status();
   d->metrics_ = *std::move(metrics);
-  auto policy_of = [](const v1::TenantPolicy& p) {
-    return cache::TenantPolicy{.mode = static_cast<cache::Mode>(p.mode()),
-                               .quant = static_cast<cache::Quant>(p.quant()),
-                               .tolerance = p.error_tolerance()};
-  };
-  d->cache_->SetPolicy(std::string(kDefaultTenant), policy_of(config.default_policy()));
-  for (const v1::TenantConfig& t : config.tenants()) {
-    d->cache_->SetPolicy(t.id(), policy_of(t.policy()));
-  }
   d->service_ = std::make_unique<CacheService>(d->cache_.get(), d->auth_.get(),
                                                d->metrics_.get(), config.get_chunk_bytes(),
                                                config.verify_one_in());
@@ -69,6 +80,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen(), *credentials, &d->port_);
   builder.RegisterService(d->service_.get());
+  d->admin_ = std::make_unique<AdminService>(d->cache_.get(), d->settings_.get(), d->auth_.get(),
+                                             d->metrics_.get());
+  builder.RegisterService(d->admin_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes()));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes()));
   d->server_ = builder.BuildAndStart();

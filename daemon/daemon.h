@@ -13,18 +13,21 @@
 
 #include "absl/status/statusor.h"
 #include "cache/kv_cache.h"
+#include "daemon/admin_service.h"
 #include "daemon/auth.h"
 #include "daemon/cache_service.h"
 #include "daemon/metrics.h"
+#include "daemon/tenant_settings.h"
 #include "slimkv/v1/config.pb.h"
 
 namespace slimkv::daemon {
 
 class Daemon {
  public:
-  // Builds everything and starts serving. UNAVAILABLE when an address cannot be bound;
-  // PERMISSION_DENIED when data_dir cannot be created; NOT_FOUND or INVALID_ARGUMENT when a TLS
-  // file cannot be read or used (daemon/tls.h).
+  // Builds everything and starts serving. UNAVAILABLE when an address cannot be bound or the
+  // disk tier cannot be opened (another daemon holds data_dir); DATA_LOSS when RocksDB finds
+  // its files corrupt; PERMISSION_DENIED when data_dir cannot be created; NOT_FOUND or
+  // INVALID_ARGUMENT when a TLS file or the tenant overrides cannot be read or used.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Daemon>> Start(
       const v1::DaemonConfig& config);
   ~Daemon();
@@ -45,7 +48,9 @@ class Daemon {
   std::unique_ptr<cache::KvCache> cache_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<TenantSettings> settings_;
   std::unique_ptr<CacheService> service_;
+  std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};

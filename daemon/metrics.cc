@@ -85,6 +85,30 @@ class Metrics::CacheCollector : public prometheus::Collectable {
     auto quota = family("slimkv_quota_bytes",
                         "Per-tenant byte quota of each tier (tenants without one: absent).",
                         MetricType::Gauge);
+    auto demotions = family("slimkv_demotions_total",
+                            "Pages written to the disk tier when the host tier evicted them.",
+                            MetricType::Counter);
+    auto promotions = family("slimkv_promotions_total",
+                             "Pages read from the disk tier back into the host tier by a get.",
+                             MetricType::Counter);
+    auto disk_written = family("slimkv_disk_written_bytes_total",
+                               "Record bytes written to the disk tier.", MetricType::Counter);
+    auto disk_read = family("slimkv_disk_read_bytes_total",
+                            "Record bytes read from the disk tier.", MetricType::Counter);
+    auto checksum_failures = family(
+        "slimkv_checksum_failures_total",
+        "Stored records that failed their checksum; each was dropped, never served.",
+        MetricType::Counter);
+    auto disk_errors = family("slimkv_disk_errors_total",
+                              "Disk tier operations that failed with an I/O error.",
+                              MetricType::Counter);
+    auto demotions_dropped = family(
+        "slimkv_demotions_dropped_total",
+        "Host-evicted pages never written to disk: demotion queue full, or no room for them.",
+        MetricType::Counter);
+    auto demotion_queue = family("slimkv_demotion_queue_bytes",
+                                 "Bytes of evicted pages waiting for the disk writer.",
+                                 MetricType::Gauge);
 
     auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
                   double value) {
@@ -93,22 +117,53 @@ class Metrics::CacheCollector : public prometheus::Collectable {
       (f.type == MetricType::Counter ? m.counter.value : m.gauge.value) = value;
       f.metric.push_back(std::move(m));
     };
+    const bool has_disk = cache_->disk() != nullptr;
     for (const auto& [tenant, s] : cache_->AllStats()) {
-      const std::vector<prometheus::ClientMetric::Label> tier_labels = {{"tenant", tenant},
-                                                                        {"tier", "host"}};
-      add(stored_bytes, tier_labels, s.host.stored_bytes);
-      add(stored_pages, tier_labels, s.host.pages);
-      add(logical_bytes, tier_labels, s.host.logical_bytes);
-      add(evictions, tier_labels, s.host.evictions);
-      if (s.host_quota.bytes != 0) add(quota, tier_labels, s.host_quota.bytes);
+      auto add_tier = [&](const char* tier, const cache::TenantUsage& u,
+                          const cache::TenantQuota& q) {
+        const std::vector<prometheus::ClientMetric::Label> labels = {{"tenant", tenant},
+                                                                     {"tier", tier}};
+        add(stored_bytes, labels, u.stored_bytes);
+        add(stored_pages, labels, u.pages);
+        add(logical_bytes, labels, u.logical_bytes);
+        add(evictions, labels, u.evictions);
+        if (q.bytes != 0) add(quota, labels, q.bytes);
+      };
+      add_tier("host", s.host, s.host_quota);
+      if (has_disk) add_tier("disk", s.disk, s.disk_quota);
       add(lookups, {{"tenant", tenant}}, s.lookups);
       add(hit_tokens, {{"tenant", tenant}}, s.hit_tokens);
       add(miss_tokens, {{"tenant", tenant}}, s.miss_tokens);
+      if (has_disk) {
+        add(demotions, {{"tenant", tenant}}, s.demotions);
+        add(promotions, {{"tenant", tenant}}, s.promotions);
+        add(disk_written, {{"tenant", tenant}}, s.disk_written_bytes);
+        add(disk_read, {{"tenant", tenant}}, s.disk_read_bytes);
+      }
     }
     add(budget, {{"tier", "host"}}, cache_->host().budget_bytes());
     add(models, {}, cache_->models().size());
-    return {stored_bytes, stored_pages, logical_bytes, evictions, lookups,
-            hit_tokens,   miss_tokens,  budget,        models,    quota};
+    std::vector<prometheus::MetricFamily> out;
+    if (has_disk) {
+      const cache::DiskStats d = cache_->disk_stats();
+      add(budget, {{"tier", "disk"}}, cache_->disk()->budget_bytes());
+      add(checksum_failures, {{"tier", "disk"}}, d.checksum_failures);
+      for (const char* op : {"insert", "read", "erase"}) {
+        auto it = d.errors.find(op);
+        add(disk_errors, {{"op", op}}, it == d.errors.end() ? 0 : it->second);
+      }
+      add(demotions_dropped, {}, d.demotions_dropped);
+      add(demotion_queue, {}, d.queued_bytes);
+      for (auto* f : {&demotions, &promotions, &disk_written, &disk_read, &checksum_failures,
+                      &disk_errors, &demotions_dropped, &demotion_queue}) {
+        out.push_back(std::move(*f));
+      }
+    }
+    for (auto* f : {&stored_bytes, &stored_pages, &logical_bytes, &evictions, &lookups,
+                    &hit_tokens, &miss_tokens, &budget, &models, &quota}) {
+      out.push_back(std::move(*f));
+    }
+    return out;
   }
 
  private:

@@ -128,11 +128,11 @@ std::unique_ptr<Client> Client::Connect(const std::string& target, ClientOptions
     options.tls.reset();  // the credentials hold the key now: no second copy for the Client
   }
   auto channel = grpc::CreateCustomChannel(target, credentials, args);
-  return std::unique_ptr<Client>(new Client(v1::Cache::NewStub(channel), options));
+  return std::unique_ptr<Client>(new Client(channel, options));
 }
 
-Client::Client(std::unique_ptr<v1::Cache::Stub> stub, ClientOptions options)
-    : stub_(std::move(stub)), options_(options) {}
+Client::Client(const std::shared_ptr<grpc::Channel>& channel, ClientOptions options)
+    : stub_(v1::Cache::NewStub(channel)), admin_(v1::Admin::NewStub(channel)), options_(options) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -413,6 +413,20 @@ absl::StatusOr<v1::StatsResponse> Client::Stats() {
   if (auto s = FromGrpcStatus(stub_->Stats(ctx.get(), v1::StatsRequest(), &response)); !s.ok()) {
     return s;
   }
+  return response;
+}
+
+absl::StatusOr<v1::ListTenantsResponse> Client::ListTenants() {
+  v1::ListTenantsResponse response;
+  auto ctx = NewContext();
+  if (auto s = FromGrpcStatus(admin_->ListTenants(ctx.get(), {}, &response)); !s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<v1::SetTenantResponse> Client::SetTenant(const v1::SetTenantRequest& request) {
+  v1::SetTenantResponse response;
+  auto ctx = NewContext();
+  if (auto s = FromGrpcStatus(admin_->SetTenant(ctx.get(), request, &response)); !s.ok()) return s;
   return response;
 }
 

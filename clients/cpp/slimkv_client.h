@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
+#include "slimkv/v1/admin.grpc.pb.h"
 #include "slimkv/v1/cache.grpc.pb.h"
 
 namespace slimkv::client {
@@ -137,16 +138,23 @@ class Client {
                                                             std::span<const uint32_t> tokens);
   [[nodiscard]] absl::StatusOr<v1::StatsResponse> Stats();
 
+  // The Admin service (ClientOptions::token must be the admin token): every tenant's policy,
+  // quotas and figures; change a tenant's (proto/slimkv/v1/admin.proto).
+  [[nodiscard]] absl::StatusOr<v1::ListTenantsResponse> ListTenants();
+  [[nodiscard]] absl::StatusOr<v1::SetTenantResponse> SetTenant(
+      const v1::SetTenantRequest& request);
+
   // The generated stub, for callers that need the raw API (tests of malformed streams).
   v1::Cache::Stub* stub() { return stub_.get(); }
   // A context with the configured deadline.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
 
  private:
-  Client(std::unique_ptr<v1::Cache::Stub> stub, ClientOptions options);
+  Client(const std::shared_ptr<grpc::Channel>& channel, ClientOptions options);
   [[nodiscard]] absl::StatusOr<ModelHandle> Register(const v1::RegisterModelRequest& request);
 
   const std::unique_ptr<v1::Cache::Stub> stub_;
+  const std::unique_ptr<v1::Admin::Stub> admin_;
   const ClientOptions options_;
 };
 
