@@ -6,6 +6,20 @@
 
 namespace slimkv::cache {
 
+namespace {
+
+// Counts a page's layers into `modes` (add) or out of them.
+void CountLayers(const Page& page, bool add, ModeUsageMap& modes) {
+  const uint64_t layer_logical = page.geometry.LayerElems() * kernels::DTypeSize(page.dtype);
+  for (const StoredLayer& l : page.layers) {
+    ModeUsage& u = modes[{l.mode, l.quant}];
+    u.stored_bytes = add ? u.stored_bytes + l.bytes : u.stored_bytes - l.bytes;
+    u.logical_bytes = add ? u.logical_bytes + layer_logical : u.logical_bytes - layer_logical;
+  }
+}
+
+}  // namespace
+
 PageStore::PageStore(PageStoreOptions options) : options_(options) {}
 
 void PageStore::SetQuota(const std::string& tenant, TenantQuota quota) {
@@ -53,6 +67,7 @@ absl::StatusOr<PageStore::InsertResult> PageStore::Insert(std::shared_ptr<const 
                                   " bytes) with other tenants' pages"));
   }
   t.usage.Add(bytes, page->LogicalBytes());
+  CountLayers(*page, /*add=*/true, t.modes);
   used_bytes_ += bytes;
   removed_.erase(page->key);  // its FIFO slot, if any, ages out harmlessly
   const PageKey key = page->key;
@@ -135,10 +150,18 @@ std::map<std::string, TenantUsage> PageStore::UsageByTenant() const {
   return out;
 }
 
+std::map<std::string, ModeUsageMap> PageStore::ModeUsageByTenant() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, ModeUsageMap> out;
+  for (const auto& [id, t] : tenants_) out[id] = t.modes;
+  return out;
+}
+
 void PageStore::RemoveLocked(Tenant& t, Lru::iterator it, bool evicted) {
   const Page& page = **it;
   const uint64_t bytes = page.StoredBytes();
   t.usage.Remove(bytes, page.LogicalBytes(), evicted);
+  CountLayers(page, /*add=*/false, t.modes);
   used_bytes_ -= bytes;
   RememberRemovalLocked(page.key);
   index_.erase(page.key);

@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -45,6 +46,16 @@ struct TenantUsage {
     evictions += evicted;
   }
 };
+
+// The payload bytes of a tenant's stored layers in one representation, and the bytes those
+// layers would take in full mode at their put dtype. A page's layers may differ in mode (a
+// layer over the error tolerance is stored in full), so this counts layers, not pages, and
+// leaves out the per-page overhead that TenantUsage::stored_bytes includes.
+struct ModeUsage {
+  uint64_t stored_bytes = 0;
+  uint64_t logical_bytes = 0;
+};
+using ModeUsageMap = std::map<std::pair<Mode, Quant>, ModeUsage>;
 
 // A tenant's limits in one tier.
 struct TenantQuota {
@@ -104,6 +115,9 @@ class PageStore {
   uint64_t used_bytes() const;
   uint64_t page_count() const;
   std::map<std::string, TenantUsage> UsageByTenant() const;
+  // Per tenant, its layers' bytes by representation; a representation the tenant no longer
+  // holds stays listed at zero.
+  std::map<std::string, ModeUsageMap> ModeUsageByTenant() const;
   TenantQuota Quota(const std::string& tenant) const;
 
  private:
@@ -111,6 +125,7 @@ class PageStore {
   struct Tenant {
     Lru lru;
     TenantUsage usage;
+    ModeUsageMap modes;
     TenantQuota quota;
   };
   struct Slot {

@@ -58,6 +58,9 @@ absl::Status ValidateTenants(v1::DaemonConfig& config) {
     v1::TenantConfig& t = *config.mutable_tenants(i);
     const std::string field = absl::StrCat("tenants[", i, "]");
     if (absl::Status s = FinalizePolicy(field + ".policy", t.mutable_policy()); !s.ok()) return s;
+    if (t.over_quota() == v1::TenantConfig::OVER_QUOTA_UNSPECIFIED) {
+      t.set_over_quota(v1::TenantConfig::OVER_QUOTA_EVICT_OWN);
+    }
     const bool id_ok = !t.id().empty() && t.id().size() <= 64 &&
                        std::all_of(t.id().begin(), t.id().end(), [](char c) {
                          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||

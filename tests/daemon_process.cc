@@ -13,6 +13,9 @@
 #include <sstream>
 #include <thread>
 
+#include <openssl/sha.h>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -32,9 +35,7 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
   if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
   d->dir_ = tmpl;
   const std::string config = d->dir_ + "/slimkvd.conf";
-  std::ofstream(config) << config_text << "\nlisten: \"127.0.0.1:0\"\n"
-                        << "metrics_listen: \"127.0.0.1:0\"\n"
-                        << "data_dir: \"" << d->dir_ << "/data\"\n";
+  if (absl::Status s = d->WriteConfig(config_text); !s.ok()) return s;
   const std::string ready = d->dir_ + "/ready";
   const std::string log = d->dir_ + "/slimkvd.log";
 
@@ -52,14 +53,38 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
     int status;
     if (waitpid(d->pid_, &status, WNOHANG) == d->pid_) {
       d->pid_ = -1;
-      std::ifstream in(log);
-      std::stringstream s;
-      s << in.rdbuf();
-      return absl::InternalError(absl::StrCat("slimkvd exited at start-up: ", s.str()));
+      return absl::InternalError(absl::StrCat("slimkvd exited at start-up: ", d->Log()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a file, not syncing
   }
   return absl::DeadlineExceededError("slimkvd did not become ready within 20 s");
+}
+
+absl::Status DaemonProcess::WriteConfig(const std::string& config_text) const {
+  // Written beside and renamed over, so that a reload never reads half a file.
+  const std::string config = dir_ + "/slimkvd.conf";
+  {
+    std::ofstream out(config + ".tmp");
+    out << config_text << "\nlisten: \"127.0.0.1:0\"\n"
+        << "metrics_listen: \"127.0.0.1:0\"\n"
+        << "data_dir: \"" << dir_ << "/data\"\n";
+    if (!out.flush()) return absl::InternalError("cannot write " + config + ".tmp");
+  }
+  std::error_code ec;
+  fs::rename(config + ".tmp", config, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot replace ", config, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+void DaemonProcess::Signal(int sig) const {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+std::string DaemonProcess::Log() const {
+  std::ifstream in(dir_ + "/slimkvd.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 DaemonProcess::~DaemonProcess() {
@@ -87,6 +112,12 @@ int DaemonProcess::Stop() {
 
 std::unique_ptr<client::Client> DaemonProcess::NewClient(client::ClientOptions options) const {
   return client::Client::Connect(target(), options);
+}
+
+std::string Sha256Hex(const std::string& token) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), d);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(d), sizeof(d)));
 }
 
 absl::StatusOr<std::string> ScrapeMetrics(int port) {

@@ -28,6 +28,14 @@ class DaemonProcess {
   const std::string& dir() const { return dir_; }
   std::unique_ptr<client::Client> NewClient(client::ClientOptions options = {}) const;
 
+  // Replaces the config file with `config_text`, the harness's listen, metrics_listen and
+  // data_dir appended as at Start (the daemon reads it again on SIGHUP).
+  [[nodiscard]] absl::Status WriteConfig(const std::string& config_text) const;
+  // Sends `sig` to the daemon.
+  void Signal(int sig) const;
+  // What the daemon has logged so far (its stderr).
+  std::string Log() const;
+
   // SIGTERM and wait (bounded); returns the exit status, or -1 if it had to be killed.
   int Stop();
 
@@ -39,6 +47,9 @@ class DaemonProcess {
   int metrics_port_ = 0;
   std::string dir_;
 };
+
+// Lower-case hex SHA-256 of a bearer token: what a config's token_sha256 holds.
+std::string Sha256Hex(const std::string& token);
 
 // GET http://127.0.0.1:port/metrics, or the error.
 [[nodiscard]] absl::StatusOr<std::string> ScrapeMetrics(int port);

@@ -84,16 +84,9 @@ double RelErr(const float* got, const std::vector<double>& want) {
 
 // Registers the model and waits until its derived matrices are ready.
 ModelHandle RegisterReady(client::Client& c, const std::string& dir) {
-  for (int i = 0; i < 600; ++i) {
-    auto m = c.RegisterModelDir(dir, kPageTokens);
-    EXPECT_TRUE(m.ok()) << m.status();
-    if (!m.ok()) return {};
-    if (m->factors == v1::RegisterModelResponse::FACTORS_READY) return *m;
-    EXPECT_EQ(m->factors, v1::RegisterModelResponse::FACTORS_PENDING);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << "factors never became ready";
-  return {};
+  auto m = RegisterWithFactors(c, dir, kPageTokens);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? *m : ModelHandle{};
 }
 
 TEST(Modes, EveryGeometryEveryModeRoundTripsThroughTheDaemon) {
