@@ -387,4 +387,9 @@ TenantPolicy KvCache::Policy(absl::string_view tenant) const {
   return it == policies_.end() ? TenantPolicy{} : it->second;
 }
 
+std::map<std::string, TenantPolicy> KvCache::Policies() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {policies_.begin(), policies_.end()};
+}
+
 }  // namespace slimkv::cache

@@ -186,6 +186,11 @@ class KvCache {
   // The tenant's storage policy (defaults for a tenant never given one).
   void SetPolicy(const std::string& tenant, const TenantPolicy& policy);
   TenantPolicy Policy(absl::string_view tenant) const;
+  // Every policy set, by tenant.
+  std::map<std::string, TenantPolicy> Policies() const;
+
+  // Bytes the Put streams hold for pages they are receiving (ReserveInflight).
+  uint64_t inflight_bytes() const { return inflight_bytes_.load(); }
 
   // The namespace the tenant's page keys derive from (docs/page-keys.md): its own id unless it
   // is put in a share group, whose members then find each other's pages.

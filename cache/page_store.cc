@@ -2,6 +2,20 @@
 
 namespace slimkv::cache {
 
+namespace {
+
+// Counts a page's layers into `modes` (add) or out of them.
+void CountLayers(const Page& page, bool add, ModeUsageMap& modes) {
+  const uint64_t layer_logical = page.geometry.LayerElems() * kernels::DTypeSize(page.dtype);
+  for (const StoredLayer& l : page.layers) {
+    ModeUsage& u = modes[{l.mode, l.quant}];
+    u.stored_bytes = add ? u.stored_bytes + l.bytes : u.stored_bytes - l.bytes;
+    u.logical_bytes = add ? u.logical_bytes + layer_logical : u.logical_bytes - layer_logical;
+  }
+}
+
+}  // namespace
+
 PageStore::PageStore(PageStoreOptions options)
     : options_(options), lru_("host", options.budget_bytes) {}
 
@@ -32,6 +46,7 @@ absl::StatusOr<PageStore::InsertResult> PageStore::Insert(
     RemoveLocked(v, /*evicted=*/true);
   }
   lru_.Add(page->key, page->tenant, bytes, page->LogicalBytes());
+  CountLayers(*page, /*add=*/true, modes_[page->tenant]);
   removed_.erase(page->key);  // its FIFO slot, if any, ages out harmlessly
   const PageKey key = page->key;
   pages_.emplace(key, std::move(page));
@@ -81,9 +96,16 @@ std::map<std::string, TenantUsage> PageStore::UsageByTenant() const {
   return lru_.UsageByTenant();
 }
 
+std::map<std::string, ModeUsageMap> PageStore::ModeUsageByTenant() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return modes_;
+}
+
 void PageStore::RemoveLocked(const PageKey& key, bool evicted) {
+  auto it = pages_.find(key);
+  CountLayers(*it->second, /*add=*/false, modes_[it->second->tenant]);
   lru_.Remove(key, evicted);
-  pages_.erase(key);
+  pages_.erase(it);
   RememberRemovalLocked(key);
 }
 

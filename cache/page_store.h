@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -26,6 +27,16 @@
 #include "cache/tenant_lru.h"
 
 namespace slimkv::cache {
+
+// The payload bytes of a tenant's stored layers in one representation, and the bytes those
+// layers would take in full mode at their put dtype. A page's layers may differ in mode (a
+// layer over the error tolerance is stored in full), so this counts layers, not pages, and
+// leaves out the per-page overhead that TenantUsage::stored_bytes includes.
+struct ModeUsage {
+  uint64_t stored_bytes = 0;
+  uint64_t logical_bytes = 0;
+};
+using ModeUsageMap = std::map<std::pair<Mode, Quant>, ModeUsage>;
 
 struct PageStoreOptions {
   uint64_t budget_bytes = 4ull << 30;
@@ -81,6 +92,9 @@ class PageStore {
   uint64_t used_bytes() const;
   uint64_t page_count() const;
   std::map<std::string, TenantUsage> UsageByTenant() const;
+  // Per tenant, its layers' bytes by representation; a representation the tenant no longer
+  // holds stays listed at zero.
+  std::map<std::string, ModeUsageMap> ModeUsageByTenant() const;
   TenantQuota Quota(const std::string& tenant) const;
 
  private:
@@ -96,6 +110,7 @@ class PageStore {
   TenantLru lru_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<PageKey, std::shared_ptr<const Page>, DigestHash> pages_
       ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ModeUsageMap> modes_ ABSL_GUARDED_BY(mu_);
   // Recently removed keys: a FIFO of (key, removal number) bounded by
   // options_.remembered_removals, and each remembered key's latest removal number, so that an
   // old FIFO slot ageing out does not forget a newer removal of the same key.

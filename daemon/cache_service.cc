@@ -131,6 +131,10 @@ grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
     if (!r.ok()) return r.status();
     response->set_hit_tokens(r->hit_tokens);
     for (cache::Tier t : r->tiers) response->add_page_tiers(static_cast<v1::Tier>(t));
+    if (!r->tiers.empty()) {
+      metrics_->RecordLookupHits(tenant, r->tiers,
+                                 static_cast<uint32_t>(r->hit_tokens / r->tiers.size()));
+    }
     return absl::OkStatus();
   });
 }

@@ -67,6 +67,9 @@ absl::Status ValidateTenants(v1::DaemonConfig& config) {
     v1::TenantConfig& t = *config.mutable_tenants(i);
     const std::string field = absl::StrCat("tenants[", i, "]");
     if (absl::Status s = FinalizePolicy(field + ".policy", t.mutable_policy()); !s.ok()) return s;
+    if (t.over_quota() == v1::TenantConfig::OVER_QUOTA_UNSPECIFIED) {
+      t.set_over_quota(v1::TenantConfig::OVER_QUOTA_EVICT_OWN);
+    }
     if (!IsIdentifier(t.id())) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".id: '", t.id(), "' is not 1-64 characters of [A-Za-z0-9_.-]"));

@@ -126,9 +126,9 @@ TEST(Admin, ModeSwitchUnderLoadFailsNoRequestAndEveryGetIsRight) {
   DaemonProcess& daemon = **d;
   const client::SyntheticModel weights = client::SyntheticModel::Small("llama", 64, 4, 4, 16);
   ASSERT_TRUE(weights.Write(daemon.dir() + "/mha").ok());
-  const client::ModelHandle model =
-      RegisterReady(*As(daemon, TenantToken("alpha")), daemon.dir() + "/mha", 16);
-  ASSERT_FALSE(model.model_id.empty());
+  auto registered = RegisterWithFactors(*As(daemon, TenantToken("alpha")), daemon.dir() + "/mha", 16);
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  const client::ModelHandle model = *registered;
 
   std::atomic<bool> stop{false};
   std::atomic<int> requests{0}, failures{0}, wrong{0};

@@ -33,11 +33,29 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
   std::string tmpl = (fs::temp_directory_path() / "slimkvd-test-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
   d->dir_ = tmpl;
-  std::ofstream(d->dir_ + "/slimkvd.conf") << config_text << "\nlisten: \"127.0.0.1:0\"\n"
-                                           << "metrics_listen: \"127.0.0.1:0\"\n"
-                                           << "data_dir: \"" << d->dir_ << "/data\"\n";
+  if (absl::Status s = d->WriteConfig(config_text); !s.ok()) return s;
   if (absl::Status s = d->Launch(); !s.ok()) return s;
   return d;
+}
+
+absl::Status DaemonProcess::WriteConfig(const std::string& config_text) const {
+  // Written beside and renamed over, so that a reload never reads half a file.
+  const std::string config = dir_ + "/slimkvd.conf";
+  {
+    std::ofstream out(config + ".tmp");
+    out << config_text << "\nlisten: \"127.0.0.1:0\"\n"
+        << "metrics_listen: \"127.0.0.1:0\"\n"
+        << "data_dir: \"" << dir_ << "/data\"\n";
+    if (!out.flush()) return absl::InternalError("cannot write " + config + ".tmp");
+  }
+  std::error_code ec;
+  fs::rename(config + ".tmp", config, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot replace ", config, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+void DaemonProcess::Signal(int sig) const {
+  if (pid_ > 0) kill(pid_, sig);
 }
 
 absl::Status DaemonProcess::Restart() {

@@ -28,6 +28,12 @@ class DaemonProcess {
   const std::string& dir() const { return dir_; }
   std::unique_ptr<client::Client> NewClient(client::ClientOptions options = {}) const;
 
+  // Replaces the config file with `config_text`, the harness's listen, metrics_listen and
+  // data_dir appended as at Start (the daemon reads it again on SIGHUP).
+  [[nodiscard]] absl::Status WriteConfig(const std::string& config_text) const;
+  // Sends `sig` to the daemon.
+  void Signal(int sig) const;
+
   // SIGTERM and wait (bounded); returns the exit status, or -1 if it had to be killed.
   int Stop();
   // SIGKILL: a crash, nothing flushed.

@@ -7,12 +7,15 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "clients/cpp/slimkv_client.h"
 #include "clients/cpp/synthetic_model.h"
 
@@ -45,19 +48,21 @@ inline double RelErr(const float* got, const std::vector<double>& want) {
   return std::sqrt(diff / ref);
 }
 
-// Registers the model directory and waits (up to 30 s) until its derived matrices are ready.
-inline client::ModelHandle RegisterReady(client::Client& c, const std::string& dir,
-                                         uint32_t page_tokens) {
+// Registers the model in `dir` and waits (at most 30 s) until its derived matrices are ready,
+// so that puts in every mode it takes are stored as asked.
+inline absl::StatusOr<client::ModelHandle> RegisterWithFactors(client::Client& c,
+                                                               const std::string& dir,
+                                                               uint32_t page_tokens) {
   for (int i = 0; i < 600; ++i) {
     auto m = c.RegisterModelDir(dir, page_tokens);
-    EXPECT_TRUE(m.ok()) << m.status();
-    if (!m.ok()) return {};
-    if (m->factors == v1::RegisterModelResponse::FACTORS_READY) return *m;
-    EXPECT_EQ(m->factors, v1::RegisterModelResponse::FACTORS_PENDING);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!m.ok() || m->factors == v1::RegisterModelResponse::FACTORS_READY) return m;
+    if (m->factors != v1::RegisterModelResponse::FACTORS_PENDING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("factors ", v1::RegisterModelResponse::Factors_Name(m->factors)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling the daemon's state
   }
-  ADD_FAILURE() << "factors never became ready";
-  return {};
+  return absl::DeadlineExceededError("factors never became ready");
 }
 
 // Page `page` of a prompt in the engine layout (fp32 K, V per layer), computed from random x
@@ -82,6 +87,17 @@ inline EnginePage KvPageFromX(const client::SyntheticModel& model, const client:
   out.data.dtype = kernels::DType::kF32;
   out.data.bytes = Fp32Bytes(sent);
   return out;
+}
+
+// The whole pages of `tokens` as KvPageFromX makes them.
+inline std::vector<client::PageData> EnginePages(const client::SyntheticModel& model,
+                                                 const client::ModelHandle& m,
+                                                 std::span<const uint32_t> tokens, uint32_t seed) {
+  std::vector<client::PageData> pages;
+  for (uint32_t p = 0; p < tokens.size() / m.page_tokens; ++p) {
+    pages.push_back(KvPageFromX(model, m, p, seed * 64 + p).data);
+  }
+  return pages;
 }
 
 // Largest relative error over the layers' K and V of a page got back in fp32.

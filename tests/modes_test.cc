@@ -69,7 +69,9 @@ TEST(Modes, EveryGeometryEveryModeRoundTripsThroughTheDaemon) {
     SCOPED_TRACE(g.name);
     const std::string dir = absl::StrCat((*daemon)->dir(), "/", g.name);
     ASSERT_TRUE(g.model.Write(dir).ok());
-    const ModelHandle model = RegisterReady(*client, dir, kPageTokens);
+    auto registered = RegisterWithFactors(*client, dir, kPageTokens);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    const ModelHandle model = *registered;
     ASSERT_FALSE(model.model_id.empty());
     for (const auto& [mode, input] : g.cases) {
       SCOPED_TRACE(absl::StrCat(v1::Mode_Name(mode), " from ", v1::PageInput_Name(input)));
@@ -151,7 +153,9 @@ TEST(Modes, SlimOnGqaIsRefusedWithTheReason) {
   auto client = (*daemon)->NewClient();
   const std::string dir = (*daemon)->dir() + "/gqa";
   ASSERT_TRUE(Make("llama", 48, 4, 2, 16).Write(dir).ok());
-  const ModelHandle model = RegisterReady(*client, dir, kPageTokens);
+  auto registered = RegisterWithFactors(*client, dir, kPageTokens);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    const ModelHandle model = *registered;
   const std::vector<uint32_t> tokens = Tokens(7, kPageTokens);
   auto put = client->Put(model, tokens, 0, MakePages(model, tokens, 0, DType::kBF16),
                          PutOptions{.mode = v1::MODE_SLIM});
@@ -172,7 +176,9 @@ TEST(Modes, QuantizedPagesAreMeasuredAndWithinTolerance) {
   const std::string dir = (*daemon)->dir() + "/mha";
   SyntheticModel m = Make("llama", 64, 4, 4, 16);
   ASSERT_TRUE(m.Write(dir).ok());
-  const ModelHandle model = RegisterReady(*client, dir, kPageTokens);
+  auto registered = RegisterWithFactors(*client, dir, kPageTokens);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    const ModelHandle model = *registered;
   const std::vector<uint32_t> tokens = Tokens(9, kPageTokens);
   const std::vector<PageData> pages = MakePages(model, tokens, 0, DType::kBF16);
   auto put = client->Put(model, tokens, 0, pages,
