@@ -160,6 +160,11 @@ void KvCache::Demote(std::vector<std::shared_ptr<const Page>> pages) {
     std::lock_guard<std::mutex> lock(queue_mu_);
     for (auto& page : pages) {
       const uint64_t bytes = page->StoredBytes();
+      if (auto it = queued_.find(page->key); it != queued_.end()) {
+        // Evicted again while still waiting: one entry, the latest page.
+        queued_bytes_ -= it->second->StoredBytes();
+        queued_.erase(it);
+      }
       // Make room by dropping the oldest waiting pages; a page larger than the whole queue is
       // dropped itself.
       while (queued_bytes_ + bytes > options_.demotion_queue_bytes && !order_.empty()) {
@@ -176,10 +181,10 @@ void KvCache::Demote(std::vector<std::shared_ptr<const Page>> pages) {
       }
       queued_bytes_ += bytes;
       order_.push_back(page->key);
-      queued_.insert_or_assign(page->key, std::move(page));
+      queued_.emplace(page->key, std::move(page));
     }
   }
-  queue_cv_.notify_one();
+  queue_cv_.notify_all();  // the writer, and FlushDemotions callers share the variable
   if (dropped > 0) {
     std::lock_guard<std::mutex> lock(mu_);
     demotions_dropped_ += dropped;
@@ -196,6 +201,8 @@ void KvCache::DemotionLoop() {
     auto it = queued_.find(key);
     if (it == queued_.end()) continue;
     std::shared_ptr<const Page> page = it->second;
+    writing_ = key;
+    writing_deleted_ = false;
     lock.unlock();
 
     absl::StatusOr<DiskTier::InsertResult> r = disk_->Insert(*page);
@@ -208,15 +215,17 @@ void KvCache::DemotionLoop() {
     }
 
     lock.lock();
-    it = queued_.find(key);
-    if (it != queued_.end() && it->second == page) {
-      queued_bytes_ -= page->StoredBytes();
-      queued_.erase(it);
-    } else if (it == queued_.end() && r.ok()) {
+    writing_.reset();
+    if (writing_deleted_ && r.ok()) {
       // Deleted while being written: the delete may have run before the write landed.
       lock.unlock();
       if (!disk_->Erase(key).ok()) CountDiskError("erase");
       lock.lock();
+    }
+    it = queued_.find(key);
+    if (it != queued_.end() && it->second == page) {  // else replaced or deleted meanwhile
+      queued_bytes_ -= page->StoredBytes();
+      queued_.erase(it);
     }
     queue_cv_.notify_all();  // FlushDemotions
   }
@@ -224,7 +233,7 @@ void KvCache::DemotionLoop() {
 
 void KvCache::FlushDemotions() {
   std::unique_lock<std::mutex> lock(queue_mu_);
-  queue_cv_.wait(lock, [this] { return queued_.empty(); });
+  queue_cv_.wait(lock, [this] { return queued_.empty() && !writing_.has_value(); });
 }
 
 void KvCache::CountDiskWrite(const Page& page, bool demotion) {
@@ -260,6 +269,7 @@ absl::StatusOr<uint32_t> KvCache::Delete(absl::string_view tenant, absl::string_
         queued_.erase(it);
         found = true;
       }
+      if (writing_ == key) writing_deleted_ = true;
     }
     if (disk_ != nullptr) {
       absl::StatusOr<bool> erased = disk_->Erase(key);

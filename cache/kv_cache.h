@@ -248,6 +248,10 @@ class KvCache {
   absl::flat_hash_map<PageKey, std::shared_ptr<const Page>, DigestHash> queued_
       ABSL_GUARDED_BY(queue_mu_);
   uint64_t queued_bytes_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  // The key the writer is storing now, and whether a Delete asked for it meanwhile (the writer
+  // then erases what it wrote).
+  std::optional<PageKey> writing_ ABSL_GUARDED_BY(queue_mu_);
+  bool writing_deleted_ ABSL_GUARDED_BY(queue_mu_) = false;
   bool stop_ ABSL_GUARDED_BY(queue_mu_) = false;
   std::thread writer_;
 };
