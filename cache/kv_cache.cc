@@ -154,7 +154,12 @@ std::shared_ptr<const Page> KvCache::Get(const PageKey& key, Tier* tier) {
 }
 
 void KvCache::Demote(std::vector<std::shared_ptr<const Page>> pages) {
-  if (disk_ == nullptr || pages.empty()) return;
+  if (disk_ == nullptr) return;
+  // Tiers are inclusive: a page promoted from disk, or written through, is still there. Marking
+  // it recent (as the writer's insert would) spares a queue slot, a wake-up of the writer and,
+  // when the queue is full, dropping a page that really waits for disk.
+  std::erase_if(pages, [this](const auto& page) { return disk_->Touch(page->key); });
+  if (pages.empty()) return;
   uint64_t dropped = 0;
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
@@ -228,6 +233,11 @@ void KvCache::DemotionLoop() {
       queued_.erase(it);
     }
     queue_cv_.notify_all();  // FlushDemotions
+    // The queue's reference is gone: the last one may free a page of megabytes (munmap), which
+    // must not hold up the gets and evictions that take queue_mu_.
+    lock.unlock();
+    page.reset();
+    lock.lock();
   }
 }
 

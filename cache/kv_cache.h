@@ -3,8 +3,8 @@
 //
 // Tiers (docs/architecture.md "Tiers"): the host tier (RAM, PageStore) and, when given, the disk
 // tier (RocksDB, DiskTier). They are inclusive: a page may be in both. Pages the host tier
-// evicts go to a bounded demotion queue that one background thread writes to disk, so no RPC
-// waits on a disk write it does not need; while queued a page is still found (in RAM). A get
+// evicts go to a bounded demotion queue (unless the disk already holds them) that one
+// background thread writes to disk, so no RPC waits on a disk write it does not need; while queued a page is still found (in RAM). A get
 // that finds a page only on disk reads it and promotes it into the host tier (it stays on disk).
 // With `write_through` (the disk tier's `sync` setting) every insert is also written to disk,
 // synced, before it is acknowledged: acknowledged pages survive kill -9.

@@ -243,6 +243,25 @@ TEST_F(TieredKvCacheTest, AFullDemotionQueueDropsTheOldestAndCountsIt) {
   EXPECT_EQ(cache_->disk()->page_count(), 0u);
 }
 
+// Pages the host tier evicts that the disk already holds (written through, or promoted) are
+// not queued again: nothing waits, and none is counted as dropped.
+TEST_F(TieredKvCacheTest, EvictingAPageTheDiskHoldsQueuesNothing) {
+  Open(/*write_through=*/true, /*queue_bytes=*/0);
+  for (uint32_t i = 0; i < 5; ++i) ASSERT_TRUE(cache_->Insert(MakePage(i)).ok());
+  EXPECT_EQ(cache_->disk_stats().demotions_dropped, 0u);
+  EXPECT_EQ(cache_->disk_stats().queued_bytes, 0u);
+
+  Open(/*write_through=*/false, /*queue_bytes=*/0);  // the five pages are on disk only
+  for (uint32_t i = 0; i < 5; ++i) {
+    Tier tier;
+    auto got = cache_->Get(MakePage(i)->key, &tier);  // promotes; evicts from i == 3 on
+    ASSERT_NE(got, nullptr) << i;
+    EXPECT_EQ(tier, Tier::kDisk) << i;
+  }
+  EXPECT_EQ(cache_->disk_stats().demotions_dropped, 0u);
+  EXPECT_EQ(cache_->disk()->page_count(), 5u);
+}
+
 TEST_F(TieredKvCacheTest, ShareGroupMembersFindEachOthersPagesOthersDoNot) {
   cache_->SetNamespace("a", "group:g");
   cache_->SetNamespace("b", "group:g");
