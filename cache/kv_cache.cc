@@ -95,8 +95,14 @@ absl::StatusOr<InflightReservation> KvCache::ReserveInflight(const std::string& 
 }
 
 absl::StatusOr<PageStore::InsertResult> KvCache::Insert(std::shared_ptr<const Page> page) {
-  std::vector<std::shared_ptr<const Page>> evicted;
-  absl::StatusOr<PageStore::InsertResult> r = host_.Insert(page, &evicted);
+  absl::StatusOr<PageStore::InsertResult> r;
+  {
+    // Evicted pages leave the host tier and enter the queue in one step as far as Delete sees.
+    std::lock_guard<std::mutex> lock(move_mu_);
+    std::vector<std::shared_ptr<const Page>> evicted;
+    r = host_.Insert(page, &evicted);
+    Demote(std::move(evicted));
+  }
   if (r.ok() && options_.write_through && disk_ != nullptr) {
     absl::StatusOr<DiskTier::InsertResult> d = disk_->Insert(*page);
     if (!d.ok()) {
@@ -107,7 +113,6 @@ absl::StatusOr<PageStore::InsertResult> KvCache::Insert(std::shared_ptr<const Pa
       CountDiskWrite(*page, /*demotion=*/false);
     }
   }
-  Demote(std::move(evicted));
   return r;
 }
 
@@ -136,6 +141,11 @@ std::shared_ptr<const Page> KvCache::Get(const PageKey& key, Tier* tier) {
     if (auto it = queued_.find(key); it != queued_.end()) return it->second;
   }
   if (disk_ == nullptr) return nullptr;
+  uint64_t deletions;
+  {
+    std::lock_guard<std::mutex> lock(move_mu_);
+    deletions = deletions_;
+  }
   absl::StatusOr<std::shared_ptr<const Page>> page = disk_->Get(key);
   if (!page.ok()) {
     CountDiskError("read");
@@ -143,9 +153,17 @@ std::shared_ptr<const Page> KvCache::Get(const PageKey& key, Tier* tier) {
   }
   if (*page == nullptr) return nullptr;
   *tier = Tier::kDisk;
-  std::vector<std::shared_ptr<const Page>> evicted;
-  const bool promoted = host_.Insert(*page, &evicted).ok();
-  Demote(std::move(evicted));
+  bool promoted = false;
+  {
+    // A delete while we read may have missed the page in every tier; promoting it now would
+    // bring it back. Any delete meanwhile skips the promotion (the page is still returned).
+    std::lock_guard<std::mutex> lock(move_mu_);
+    if (deletions_ == deletions) {
+      std::vector<std::shared_ptr<const Page>> evicted;
+      promoted = host_.Insert(*page, &evicted).ok();
+      Demote(std::move(evicted));
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   Counters& c = counters_[(*page)->tenant];
   c.disk_read_bytes += DiskTier::DiskBytes(**page);
@@ -268,28 +286,33 @@ absl::StatusOr<uint32_t> KvCache::Delete(absl::string_view tenant, absl::string_
                                                    " but tokens hold ", prefix->keys.size(),
                                                    " whole pages"));
   }
-  uint32_t deleted = 0;
-  for (size_t i = first_page; i < prefix->keys.size(); ++i) {
-    const PageKey& key = prefix->keys[i];
-    bool found = host_.Erase(key);
-    {
-      std::lock_guard<std::mutex> lock(queue_mu_);
+  std::vector<bool> found(prefix->keys.size(), false);
+  {
+    std::lock_guard<std::mutex> move_lock(move_mu_);
+    ++deletions_;
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    for (size_t i = first_page; i < prefix->keys.size(); ++i) {
+      const PageKey& key = prefix->keys[i];
+      found[i] = host_.Erase(key);
       if (auto it = queued_.find(key); it != queued_.end()) {
         queued_bytes_ -= it->second->StoredBytes();
         queued_.erase(it);
-        found = true;
+        found[i] = true;
       }
       if (writing_ == key) writing_deleted_ = true;
     }
+  }
+  uint32_t deleted = 0;
+  for (size_t i = first_page; i < prefix->keys.size(); ++i) {
     if (disk_ != nullptr) {
-      absl::StatusOr<bool> erased = disk_->Erase(key);
+      absl::StatusOr<bool> erased = disk_->Erase(prefix->keys[i]);
       if (!erased.ok()) {
         CountDiskError("erase");
         return erased.status();
       }
-      found |= *erased;
+      found[i] = found[i] || *erased;
     }
-    deleted += found;
+    deleted += found[i];
   }
   queue_cv_.notify_all();  // FlushDemotions waits on queued_
   return deleted;

@@ -239,6 +239,12 @@ class KvCache {
   std::map<std::string, uint64_t> disk_errors_ ABSL_GUARDED_BY(mu_);
   uint64_t demotions_dropped_ ABSL_GUARDED_BY(mu_) = 0;
 
+  // Serializes pages moving between tiers (a host insert's evictions entering the queue, a
+  // promotion) with deletes, so that a delete never misses a page in transit; counts deletes so
+  // a promotion can tell one happened while it read the disk. Acquired before queue_mu_.
+  std::mutex move_mu_;
+  uint64_t deletions_ ABSL_GUARDED_BY(move_mu_) = 0;
+
   // The demotion queue: keys in FIFO order, pages by key so gets still find them. A page stays
   // in `queued_` until its write finished, so a reader never finds it in neither place. A key
   // in `order_` but not in `queued_` was deleted or dropped meanwhile and is skipped.
