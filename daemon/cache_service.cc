@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "daemon/attend_handler.h"
 #include "daemon/get_streamer.h"
 #include "daemon/token_span.h"
 #include "daemon/grpc_status.h"
@@ -33,6 +34,8 @@ v1::ModelGeometry ToProto(const cache::ModelConfig& c) {
   g.set_num_kv_heads(c.num_kv_heads);
   g.set_head_dim(c.k_head_dim);
   g.set_v_head_dim(c.v_head_dim);
+  g.set_softmax_scale(c.softmax_scale);
+  g.set_attn_logit_softcapping(c.attn_logit_softcapping);
   return g;
 }
 
@@ -188,6 +191,14 @@ grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* ctx,
     *response->add_tenants() = TenantStatsToProto(tenant, cache_->Stats(tenant), *cache_);
     response->set_host_budget_bytes(cache_->host().budget_bytes());
     return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheService::Attend(grpc::CallbackServerContext* ctx,
+                                               const v1::AttendRequest* request,
+                                               v1::AttendResponse* response) {
+  return TenantUnary(ctx, *auth_, metrics_, "Attend", [&](const std::string& tenant) {
+    return HandleAttend(cache_, tenant, *request, response, metrics_);
   });
 }
 

@@ -47,6 +47,9 @@ class CacheService final : public v1::Cache::CallbackService {
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
                                   const v1::StatsRequest* request,
                                   v1::StatsResponse* response) override;
+  grpc::ServerUnaryReactor* Attend(grpc::CallbackServerContext* ctx,
+                                   const v1::AttendRequest* request,
+                                   v1::AttendResponse* response) override;
 
  private:
   class PutReactor;

@@ -86,7 +86,8 @@ constexpr Def kMetrics[] = {
     {Id::kReconstructionSeconds, "slimkv_reconstruction_duration_seconds", MetricType::Histogram,
      "Time to reconstruct one page layer into the engine layout, by tenant and stored mode."},
     {Id::kDispatches, "slimkv_kernel_dispatches_total", MetricType::Counter,
-     "Codec calls by device (cpu, gpu), operation and mode."},
+     "Codec and attention kernel calls by device (cpu, gpu), operation (encode, decode, "
+     "attend) and mode."},
     {Id::kTierHitTokens, "slimkv_tier_hit_tokens_total", MetricType::Counter,
      "Prompt tokens that lookups found cached, by tenant and the tier holding their page."},
     {Id::kServedLayers, "slimkv_served_layers_total", MetricType::Counter,
@@ -382,6 +383,17 @@ void Metrics::RecordReconstruction(absl::string_view tenant, cache::Mode mode, d
   families_->dispatches
       .Add({{"device", "cpu"}, {"op", "decode"}, {"mode", cache::ModeName(mode)}})
       .Increment();
+}
+
+void Metrics::RecordAttendCalls(const cache::AttendCalls& calls) {
+  for (size_t m = 0; m < calls.by_mode.size(); ++m) {
+    if (calls.by_mode[m] == 0) continue;
+    families_->dispatches
+        .Add({{"device", "cpu"},
+              {"op", "attend"},
+              {"mode", cache::ModeName(static_cast<cache::Mode>(m))}})
+        .Increment(calls.by_mode[m]);
+  }
 }
 
 void Metrics::RecordLookupHits(absl::string_view tenant, std::span<const cache::Tier> page_tiers,

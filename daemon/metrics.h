@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "cache/kv_cache.h"
 #include "cache/page.h"
+#include "cache/page_attention.h"
 #include "cache/page_codec.h"
 
 namespace prometheus {
@@ -56,6 +57,9 @@ class Metrics {
                        uint64_t layers);
   // Records one layer reconstructed from `mode` by the CPU codecs in `seconds`.
   void RecordReconstruction(absl::string_view tenant, cache::Mode mode, double seconds);
+
+  // Records the CPU attention kernel calls of one Attend request, by the stored mode they ran on.
+  void RecordAttendCalls(const cache::AttendCalls& calls);
 
   // Records the tiers of the pages a Lookup found (one entry per hit page of `page_tokens`).
   void RecordLookupHits(absl::string_view tenant, std::span<const cache::Tier> page_tiers,

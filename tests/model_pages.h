@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -20,6 +21,19 @@
 #include "clients/cpp/synthetic_model.h"
 
 namespace slimkv::testing {
+
+// A small 2-layer synthetic model (SyntheticModel::Small).
+inline client::SyntheticModel Make(std::string arch, uint32_t d, uint32_t heads,
+                                   uint32_t kv_heads, uint32_t head_dim) {
+  return client::SyntheticModel::Small(std::move(arch), d, heads, kv_heads, head_dim);
+}
+
+// A geometry of a suite and the (mode, input) cases it takes.
+struct Geometry {
+  const char* name;
+  client::SyntheticModel model;
+  std::vector<std::pair<v1::Mode, v1::PageInput>> cases;
+};
 
 inline std::vector<double> RandomNormal(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -63,6 +77,17 @@ inline absl::StatusOr<client::ModelHandle> RegisterWithFactors(client::Client& c
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // polling the daemon's state
   }
   return absl::DeadlineExceededError("factors never became ready");
+}
+
+// Writes `model` into dir/name and registers it with its factors ready (RegisterWithFactors).
+inline absl::StatusOr<client::ModelHandle> WriteAndRegister(client::Client& c,
+                                                            const std::string& dir,
+                                                            const std::string& name,
+                                                            const client::SyntheticModel& model,
+                                                            uint32_t page_tokens) {
+  const std::string path = absl::StrCat(dir, "/", name);
+  if (absl::Status s = model.Write(path); !s.ok()) return s;
+  return RegisterWithFactors(c, path, page_tokens);
 }
 
 // Page `page` of a prompt in the engine layout (fp32 K, V per layer), computed from random x

@@ -25,18 +25,6 @@ using kernels::DType;
 constexpr uint32_t kPageTokens = 16;
 constexpr uint32_t kPages = 2;
 
-SyntheticModel Make(std::string arch, uint32_t d, uint32_t heads, uint32_t kv_heads,
-                    uint32_t head_dim) {
-  return SyntheticModel::Small(std::move(arch), d, heads, kv_heads, head_dim);
-}
-
-struct Geometry {
-  const char* name;
-  SyntheticModel model;
-  // Modes it takes from K,V (0), from x (1) or from the latent (2).
-  std::vector<std::pair<v1::Mode, v1::PageInput>> cases;
-};
-
 std::vector<Geometry> Geometries() {
   using P = std::pair<v1::Mode, v1::PageInput>;
   const P full{v1::MODE_FULL, v1::PAGE_INPUT_KV}, slim{v1::MODE_SLIM, v1::PAGE_INPUT_KV},
@@ -67,9 +55,7 @@ TEST(Modes, EveryGeometryEveryModeRoundTripsThroughTheDaemon) {
   uint32_t seed = 1;
   for (const Geometry& g : Geometries()) {
     SCOPED_TRACE(g.name);
-    const std::string dir = absl::StrCat((*daemon)->dir(), "/", g.name);
-    ASSERT_TRUE(g.model.Write(dir).ok());
-    auto registered = RegisterWithFactors(*client, dir, kPageTokens);
+    auto registered = WriteAndRegister(*client, (*daemon)->dir(), g.name, g.model, kPageTokens);
     ASSERT_TRUE(registered.ok()) << registered.status();
     const ModelHandle model = *registered;
     ASSERT_FALSE(model.model_id.empty());
