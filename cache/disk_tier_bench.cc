@@ -24,6 +24,7 @@
 //
 // Usage: disk_tier_bench [--dir=DIR] [--mib=N] [--rounds=N] [--rebuild_records=N]
 //                        [--rebuild_large_mib=N] [--page_kib=64,1024,8192] [--sync=both|no|yes]
+//                        [--keep_freed_memory=true|false]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -43,6 +44,7 @@
 #include "absl/strings/str_split.h"
 #include "cache/disk_record.h"
 #include "cache/disk_tier.h"
+#include "cache/page_memory.h"
 #include "cache/internal/disk_tier_rocksdb.h"
 #include "cache/kv_cache.h"
 #include "kernels/crc32c.h"
@@ -399,6 +401,7 @@ int main(int argc, char** argv) {
   uint64_t rebuild_large_mib = 1024;
   std::vector<uint64_t> page_kib = {64, 1024, 8192};
   std::vector<bool> syncs = {false, true};
+  bool keep_freed_memory = true;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     bool ok = true;
@@ -420,6 +423,8 @@ int main(int argc, char** argv) {
       if (a != "both") syncs = {a == "yes"};
     } else if (absl::ConsumePrefix(&a, "--rebuild_large_mib=")) {
       ok = absl::SimpleAtoi(a, &rebuild_large_mib);
+    } else if (absl::ConsumePrefix(&a, "--keep_freed_memory=")) {
+      ok = absl::SimpleAtob(a, &keep_freed_memory);
     } else {
       ok = false;
     }
@@ -427,10 +432,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: disk_tier_bench [--dir=DIR] [--mib=N] [--rounds=N] "
                    "[--rebuild_records=N] [--rebuild_large_mib=N] [--page_kib=K,K,...] "
-                   "[--sync=both|no|yes]\n");
+                   "[--sync=both|no|yes] [--keep_freed_memory=true|false]\n");
       return 2;
     }
   }
+  // As slimkvd runs (daemon/main.cc); false measures glibc's defaults.
+  if (keep_freed_memory) slimkv::cache::KeepFreedPageMemory();
   slimkv::cache::Primitives();
   slimkv::cache::Throughput(dir, mib << 20, rounds, page_kib, syncs);
   std::printf("\n| restart | records | MiB | open s | rebuild s | open s per 100k | "

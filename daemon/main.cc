@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "cache/page_memory.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -54,6 +55,7 @@ absl::StatusOr<slimkv::v1::DaemonConfig> LoadConfig() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("slimkvd [--config FILE] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
+  slimkv::cache::KeepFreedPageMemory();
 
   if (pipe(signal_pipe) != 0) {
     slimkv::LogError("cannot create the signal pipe");
