@@ -7,7 +7,15 @@
 // fingerprint, so a restart factorizes nothing. Building the state of a 4096-wide model takes
 // minutes on first registration: the registry builds it in the background (ModelRegistry).
 //
-// Thread-safety: immutable after Build; every method is const and safe to call concurrently.
+// Memory: with a FactorStore, Build computes (or finds) every derived matrix but keeps none of
+// them; kv() reads a matrix back from the store the first time a mode needs it, so a model
+// serves full pages with only W_K, W_V resident and each mode adds only its own matrix
+// (Llama-2-7B: W_KV 64 MiB, pinv 128 MiB, basis 2e·R·4 bytes per layer). Without a store they
+// stay resident from Build, as there would be no cheap way back.
+//
+// Thread-safety: internally synchronized. Everything but the derived matrices is constant
+// after Build; those are filled at most once each, under a per-layer mutex, and never change
+// afterwards. Every method is const and safe to call concurrently.
 #pragma once
 
 #include <atomic>
@@ -46,9 +54,10 @@ class ModelCodec {
   static std::unique_ptr<const ModelCodec> WithoutWeights(const ModelConfig& config);
 
   // Reads every layer's projection and derives what the modes need. `store` (may be null)
-  // caches the derived matrices under `fingerprint`; `cancel` (may be null) is polled between
-  // layers and ends the build with CANCELLED. Fails as LoadLayerWeights does; INTERNAL when
-  // LAPACK fails. A layer whose W_K is singular simply cannot take slim (Supports says why).
+  // caches the derived matrices under `fingerprint` (the codec keeps a copy of it: it is a
+  // path); `cancel` (may be null) is polled between layers and ends the build with CANCELLED.
+  // Fails as LoadLayerWeights does; INTERNAL when LAPACK fails. A layer whose W_K is singular
+  // simply cannot take slim (Supports says why).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<const ModelCodec>> Build(
       const ModelConfig& config, const SafetensorsDir& weights, const Fingerprint& fingerprint,
       const FactorStore* store, const CodecOptions& options, const std::atomic<bool>* cancel);
@@ -81,9 +90,19 @@ class ModelCodec {
   // Elements per token of one engine input tensor.
   int64_t InputCols(PageInput input, Role role) const;
 
-  // The codec views of layer `l`. REQUIRES l < num_layers.
-  const kernels::KvCodecLayer& kv(uint32_t l) const;
+  // The codec view of layer `l` for kernel op family `m`, with the derived matrix that `m`
+  // reads (slim: W_KV; xcache from K,V: pinv; projected: the basis) resident: the first call
+  // that needs one reads it from the FactorStore (recomputing it if the entry has gone), later
+  // calls return at once. Matrices `m` does not read may be null in the view. The pointers stay
+  // valid as long as the codec. FAILED_PRECONDITION when the layer has no such matrix
+  // (LayerSupports says why); INTERNAL when reading and recomputing both fail.
+  // REQUIRES l < num_layers, a model with weights, not MLA.
+  [[nodiscard]] absl::StatusOr<kernels::KvCodecLayer> kv(uint32_t l, kernels::CodecMode m) const;
+  // REQUIRES l < num_layers, an MLA model with weights.
   const kernels::LatentLayout& latent(uint32_t l) const;
+
+  // Bytes of derived matrices (W_KV, pinv, basis) resident now, all layers.
+  uint64_t ResidentDerivedBytes() const;
 
  private:
   struct Layer;
@@ -92,10 +111,13 @@ class ModelCodec {
                                         const Fingerprint& fingerprint, const FactorStore* store,
                                         const CodecOptions& options, uint32_t l);
 
+  // Constant after Build.
   const ModelConfig config_;
   bool has_weights_ = false;
   std::optional<kernels::RopeTable> rope_;
-  std::vector<std::unique_ptr<Layer>> layers_;
+  std::optional<FactorStore> store_;  // where derived matrices are read back from
+  Fingerprint fingerprint_{};
+  std::vector<std::unique_ptr<Layer>> layers_;  // each internally synchronized
 };
 
 }  // namespace slimkv::cache
