@@ -695,6 +695,18 @@ SLIMKV_AVX2 void EncodeInt4PerChannel(const QuantParams& p, const void* src, uin
   }
 }
 
+// How many of the n fp32 values at p (unaligned) come before the first NaN or infinity.
+SLIMKV_AVX2 uint64_t FiniteRun(const uint8_t* p, uint64_t n) {
+  const __m256i exp = _mm256_set1_epi32(0x7f800000);
+  uint64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4 * i));
+    if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_and_si256(v, exp), exp)) != 0) break;
+  }
+  while (i < n && std::isfinite(GetF32(p + 4 * i))) ++i;
+  return i;
+}
+
 template <DType T>
 SLIMKV_AVX2 void DecodeInt4PerChannel(const QuantParams& p, const uint8_t* src, uint64_t rows,
                                       uint64_t cols, void* dst) {
@@ -707,15 +719,8 @@ SLIMKV_AVX2 void DecodeInt4PerChannel(const QuantParams& p, const uint8_t* src, 
     const uint8_t* scales = block + l.scales_offset;
     const uint8_t* zeros = block + l.zeros_offset;
     // Channels [0, c_vec) go 32 at a time: up to the first whose scale or zero is not finite.
-    uint64_t c_vec = 0;
-    while (c_vec + 32 <= cq) {
-      bool plain = true;
-      for (uint64_t c = c_vec; c < c_vec + 32; ++c) {
-        plain = plain && PlainParams(QuantKind::kInt4, GetF32(scales + 4 * c), GetF32(zeros + 4 * c));
-      }
-      if (!plain) break;
-      c_vec += 32;
-    }
+    const uint64_t c_vec =
+        std::min(FiniteRun(scales, cq), FiniteRun(zeros, cq)) / 32 * 32;
     for (uint64_t r = 0; r < b; ++r) {
       const uint64_t base = (r0 + r) * cols;
       const uint8_t* codes = block + r * l.code_bytes_per_row;
