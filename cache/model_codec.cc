@@ -105,19 +105,22 @@ std::optional<kernels::RopeParams> RopeParamsOf(const ModelConfig& c) {
 // Everything one layer's codecs read; `kv` and `latent` view the vectors beside them.
 struct ModelCodec::Layer {
   // Constant after Build.
-  std::vector<float> w_k, w_v, b_k, b_v;  // [d, e], [d, e], [e], [e]
+  std::vector<float> b_k, b_v;            // [e], [e]
   std::vector<float> w_uk, w_uv;          // MLA: [d_c, heads·d_nope], [d_c, heads·d_v]
   bool has_w_kv = false;                  // false when slim cannot apply: no_slim says why
   bool has_pinv = false;                  // false when x is not recoverable: no_pinv says why
   std::string no_slim, no_pinv, no_latent;
   kernels::Conditioning cond;
   double projected_error = kInf;  // ‖A − A·B·Bᵀ‖_F / ‖A‖_F
-  kernels::KvCodecLayer kv;       // derived-matrix pointers null: kv() fills them in a copy
+  kernels::KvCodecLayer kv;       // W and derived-matrix pointers null: kv() fills a copy
   kernels::LatentLayout latent;
 
-  // Derived matrices: empty until Build (no FactorStore) or the first kv() that needs them
-  // fills them; never changed after that, so views may point into them without the lock.
+  // W_K, W_V and the derived matrices: empty until the first kv() that needs them (or Build,
+  // for derived matrices without a FactorStore) fills them; never changed after that, so views
+  // may point into them without the lock.
   std::mutex mu;
+  std::vector<float> w_k ABSL_GUARDED_BY(mu);    // [d, e]
+  std::vector<float> w_v ABSL_GUARDED_BY(mu);    // [d, e]
   std::vector<float> w_kv ABSL_GUARDED_BY(mu);   // [e, e]
   std::vector<float> pinv ABSL_GUARDED_BY(mu);   // [2e, d]
   std::vector<float> basis ABSL_GUARDED_BY(mu);  // [2e, R]
@@ -135,9 +138,12 @@ std::unique_ptr<const ModelCodec> ModelCodec::WithoutWeights(const ModelConfig& 
 }
 
 absl::StatusOr<std::unique_ptr<const ModelCodec>> ModelCodec::Build(
-    const ModelConfig& config, const SafetensorsDir& weights, const Fingerprint& fingerprint,
-    const FactorStore* store, const CodecOptions& options, const std::atomic<bool>* cancel) {
+    const ModelConfig& config, std::shared_ptr<const SafetensorsDir> weights,
+    const Fingerprint& fingerprint, const FactorStore* store, const CodecOptions& options,
+    const std::atomic<bool>* cancel) {
+  if (weights == nullptr) return absl::InvalidArgumentError("model codec: no weights");
   std::unique_ptr<ModelCodec> codec(new ModelCodec(config));
+  codec->weights_ = std::move(weights);
   if (store != nullptr) codec->store_.emplace(*store);
   codec->fingerprint_ = fingerprint;
   if (std::optional<kernels::RopeParams> p = RopeParamsOf(config)) {
@@ -149,7 +155,7 @@ absl::StatusOr<std::unique_ptr<const ModelCodec>> ModelCodec::Build(
     if (cancel != nullptr && cancel->load()) {
       return absl::CancelledError("model codec: the daemon is shutting down");
     }
-    if (absl::Status s = codec->BuildLayer(weights, fingerprint, store, options, l); !s.ok()) {
+    if (absl::Status s = codec->BuildLayer(fingerprint, store, options, l); !s.ok()) {
       return s;
     }
   }
@@ -157,11 +163,10 @@ absl::StatusOr<std::unique_ptr<const ModelCodec>> ModelCodec::Build(
   return std::unique_ptr<const ModelCodec>(std::move(codec));
 }
 
-absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerprint& fp,
-                                    const FactorStore* store, const CodecOptions& options,
-                                    uint32_t l) {
+absl::Status ModelCodec::BuildLayer(const Fingerprint& fp, const FactorStore* store,
+                                    const CodecOptions& options, uint32_t l) {
   auto layer = std::make_unique<Layer>();
-  absl::StatusOr<LayerWeights> lw = LoadLayerWeights(weights, config_, l);
+  absl::StatusOr<LayerWeights> lw = LoadLayerWeights(*weights_, config_, l);
   if (!lw.ok()) return lw.status();
   const int d = static_cast<int>(config_.hidden_size);
   const int h_kv = static_cast<int>(config_.num_kv_heads);
@@ -214,12 +219,11 @@ absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerp
   if (!lw->k || !lw->v) {
     return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
   }
+  // W_K, W_V for the factorizations below, dropped with this frame (kv() reads them again).
   absl::StatusOr<std::vector<float>> wk = WeightF32(*lw->k);
   if (!wk.ok()) return wk.status();
   absl::StatusOr<std::vector<float>> wv = WeightF32(*lw->v);
   if (!wv.ok()) return wv.status();
-  layer->w_k = *std::move(wk);
-  layer->w_v = *std::move(wv);
   if (lw->k_bias) layer->b_k = ToFloat(ViewToF64(*lw->k_bias));
   if (lw->v_bias) layer->b_v = ToFloat(ViewToF64(*lw->v_bias));
 
@@ -227,17 +231,18 @@ absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerp
   kv.proj.d = d;
   kv.proj.h_kv = h_kv;
   kv.proj.d_h = static_cast<int>(config_.k_head_dim);
-  kv.proj.w_k = layer->w_k.data();
-  kv.proj.w_v = layer->w_v.data();
   kv.proj.b_k = layer->b_k.empty() ? nullptr : layer->b_k.data();
   kv.proj.b_v = layer->b_v.empty() ? nullptr : layer->b_v.data();
   kv.rope = rope_ ? &*rope_ : nullptr;
   const int e = kv.proj.e();
+  kernels::KvProjection proj = kv.proj;  // with the weights, for this frame
+  proj.w_k = wk->data();
+  proj.w_v = wv->data();
 
   // Computing κ also yields the joint SVD (one eigensolve): kept for pinv and the basis below.
   kernels::JointSvd joint;
   absl::StatusOr<kernels::Conditioning> cond =
-      CachedConditioning(store, fp, l, kv.proj, nullptr, &joint);
+      CachedConditioning(store, fp, l, proj, nullptr, &joint);
   if (!cond.ok()) return cond.status();
   layer->cond = *std::move(cond);
   std::optional<kernels::JointSvd> svd;
@@ -256,8 +261,8 @@ absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerp
   // recoverable) is an answer, put in `why_not`.
   auto prepare = [&](Derived which, std::string* why_not) -> absl::StatusOr<bool> {
     const std::string name = EntryName(which, *rank);
-    if (store_ && store_->Holds(fp, l, name, EntryCount(which, kv.proj, *rank))) return true;
-    absl::StatusOr<std::vector<float>> m = ComputeDerived(which, kv.proj, *rank, &svd);
+    if (store_ && store_->Holds(fp, l, name, EntryCount(which, proj, *rank))) return true;
+    absl::StatusOr<std::vector<float>> m = ComputeDerived(which, proj, *rank, &svd);
     if (!m.ok()) {
       if (!absl::IsFailedPrecondition(m.status())) return m.status();
       *why_not = std::string(m.status().message());
@@ -405,9 +410,32 @@ int64_t ModelCodec::InputCols(PageInput input, Role role) const {
   return 0;
 }
 
+absl::Status ModelCodec::LoadProjection(uint32_t l, Layer& layer) const {
+  if (!layer.w_k.empty()) return absl::OkStatus();
+  absl::StatusOr<LayerWeights> lw = LoadLayerWeights(*weights_, config_, l);
+  if (!lw.ok()) return lw.status();
+  if (!lw->k || !lw->v) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
+  }
+  absl::StatusOr<std::vector<float>> wk = WeightF32(*lw->k);
+  if (!wk.ok()) return wk.status();
+  absl::StatusOr<std::vector<float>> wv = WeightF32(*lw->v);
+  if (!wv.ok()) return wv.status();
+  layer.w_k = *std::move(wk);
+  layer.w_v = *std::move(wv);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<kernels::KvCodecLayer> ModelCodec::kv(uint32_t l, kernels::CodecMode m) const {
   Layer& layer = *layers_[l];
   kernels::KvCodecLayer view = layer.kv;
+  std::lock_guard<std::mutex> lock(layer.mu);
+  auto with_projection = [&]() -> absl::Status {
+    if (absl::Status s = LoadProjection(l, layer); !s.ok()) return s;
+    view.proj.w_k = layer.w_k.data();
+    view.proj.w_v = layer.w_v.data();
+    return absl::OkStatus();
+  };
   Derived which;
   switch (m) {
     case kernels::CodecMode::kSlim:
@@ -426,16 +454,21 @@ absl::StatusOr<kernels::KvCodecLayer> ModelCodec::kv(uint32_t l, kernels::CodecM
     case kernels::CodecMode::kProjected:
       which = Derived::kBasis;
       break;
+    case kernels::CodecMode::kXcacheGivenX:
+      if (absl::Status s = with_projection(); !s.ok()) {
+        return absl::InternalError(absl::StrCat("layer ", l, ": W_K, W_V: ", s.message()));
+      }
+      return view;
     default:
-      return view;  // full, xcache from x: W_K, W_V only
+      return view;  // full reads no matrix
   }
-  std::lock_guard<std::mutex> lock(layer.mu);
   std::vector<float>& slot = layer.Slot(which);
   if (slot.empty()) {
     std::optional<kernels::JointSvd> svd;
     absl::StatusOr<std::vector<double>> v = GetOrCompute(
         store_ ? &*store_ : nullptr, fingerprint_, l, EntryName(which, view.rank),
         EntryCount(which, view.proj, view.rank), [&]() -> absl::StatusOr<std::vector<double>> {
+          if (absl::Status s = with_projection(); !s.ok()) return s;
           absl::StatusOr<std::vector<float>> m = ComputeDerived(which, view.proj, view.rank, &svd);
           if (!m.ok()) return m.status();
           return ToDouble(*m);
@@ -454,11 +487,12 @@ absl::StatusOr<kernels::KvCodecLayer> ModelCodec::kv(uint32_t l, kernels::CodecM
   return view;
 }
 
-uint64_t ModelCodec::ResidentDerivedBytes() const {
+uint64_t ModelCodec::ResidentMatrixBytes() const {
   uint64_t bytes = 0;
   for (const std::unique_ptr<Layer>& layer : layers_) {
     std::lock_guard<std::mutex> lock(layer->mu);
-    bytes += 4 * (layer->w_kv.size() + layer->pinv.size() + layer->basis.size());
+    bytes += 4 * (layer->w_k.size() + layer->w_v.size() + layer->w_kv.size() +
+                  layer->pinv.size() + layer->basis.size());
   }
   return bytes;
 }
