@@ -65,7 +65,9 @@ rocksdb::WriteOptions DiskTierWriteOptions(const DiskTierOptions& options) {
 }  // namespace internal
 
 DiskTier::DiskTier(DiskTierOptions options, std::unique_ptr<rocksdb::DB> db)
-    : options_(std::move(options)), db_(std::move(db)) {}
+    : options_(std::move(options)), db_(std::move(db)), lru_("disk", options_.budget_bytes) {
+  for (const auto& [tenant, quota] : options_.quotas) lru_.SetQuota(tenant, quota);
+}
 
 DiskTier::~DiskTier() = default;
 
@@ -97,15 +99,14 @@ absl::Status DiskTier::Rebuild() {
         ++rebuild_.dropped;
         continue;
       }
-      AddLocked(meta->key, k.size() + v.size(), meta->logical_bytes, meta->tenant);
+      lru_.Add(meta->key, meta->tenant, k.size() + v.size(), meta->logical_bytes);
       ++rebuild_.records;
     }
     if (!it->status().ok()) return FromRocks(it->status(), "rebuilding the index");
   }
-  while (used_bytes_ > options_.budget_bytes) {
-    const PageKey victim = lru_.back();
+  for (const PageKey& victim : lru_.Overflow()) {
     deletes.Delete(AsSlice(victim));
-    RemoveLocked(victim, /*evicted=*/true);
+    lru_.Remove(victim, /*evicted=*/true);
     ++rebuild_.evicted;
   }
   checksum_failures_ = rebuild_.dropped;
@@ -121,10 +122,9 @@ absl::Status DiskTier::Rebuild() {
 absl::StatusOr<DiskTier::InsertResult> DiskTier::Insert(const Page& page) {
   if (absl::Status s = CheckRecordable(page); !s.ok()) return s;
   const uint64_t bytes = DiskBytes(page);
-  if (bytes > options_.budget_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("page of ", bytes,
-                                                     " bytes exceeds the disk budget of ",
-                                                     options_.budget_bytes, " bytes"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (absl::Status s = lru_.CheckAdmissible(page.tenant, bytes); !s.ok()) return s;
   }
   if (Touch(page.key)) return InsertResult::kAlreadyPresent;  // spares the encoding
   const std::string record = EncodeRecord(page);
@@ -134,25 +134,20 @@ absl::StatusOr<DiskTier::InsertResult> DiskTier::Insert(const Page& page) {
   std::vector<PageKey> victims;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = index_.find(page.key); it != index_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second.lru);
-      return InsertResult::kAlreadyPresent;
-    }
-    // Terminates: bytes <= budget, so the loop stops before it runs out of pages.
-    uint64_t freed = 0;
-    for (auto it = lru_.rbegin(); used_bytes_ - freed + bytes > options_.budget_bytes; ++it) {
-      victims.push_back(*it);
-      freed += index_.at(*it).bytes;
-    }
+    if (lru_.Touch(page.key)) return InsertResult::kAlreadyPresent;
+    absl::StatusOr<std::vector<PageKey>> plan = lru_.PlanRoom(page.tenant, bytes);
+    if (!plan.ok()) return plan.status();
+    victims = *std::move(plan);
   }
   for (const PageKey& v : victims) batch.Delete(AsSlice(v));
   batch.Put(AsSlice(page.key), record);
   rocksdb::Status s = db_->Write(internal::DiskTierWriteOptions(options_), &batch);
   if (!s.ok()) return FromRocks(s, "insert");
 
+  // Writers are serialized by write_mu_, so the plan still holds.
   std::lock_guard<std::mutex> lock(mu_);
-  for (const PageKey& v : victims) RemoveLocked(v, /*evicted=*/true);
-  AddLocked(page.key, bytes, page.LogicalBytes(), page.tenant);
+  for (const PageKey& v : victims) lru_.Remove(v, /*evicted=*/true);
+  lru_.Add(page.key, page.tenant, bytes, page.LogicalBytes());
   return InsertResult::kInserted;
 }
 
@@ -160,10 +155,8 @@ absl::StatusOr<std::shared_ptr<const Page>> DiskTier::Get(const PageKey& key) {
   uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = index_.find(key);
-    if (it == index_.end()) return nullptr;
-    lru_.splice(lru_.begin(), lru_, it->second.lru);
-    generation = it->second.generation;
+    if (!lru_.Touch(key)) return nullptr;
+    generation = lru_.Generation(key);
   }
   rocksdb::PinnableSlice value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), db_->DefaultColumnFamily(), AsSlice(key),
@@ -182,28 +175,34 @@ void DiskTier::DropCorrupt(const PageKey& key, uint64_t generation) {
   std::lock_guard<std::mutex> write_lock(write_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = index_.find(key);
     // Otherwise erased, evicted or replaced by a fresh insert while we read: nothing to drop.
-    if (it == index_.end() || it->second.generation != generation) return;
+    if (lru_.Generation(key) != generation) return;
     ++checksum_failures_;
   }
   // On a write error the entry stays indexed and accounted; the next Get tries again.
   if (!db_->Delete(internal::DiskTierWriteOptions(options_), AsSlice(key)).ok()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  RemoveLocked(key, /*evicted=*/false);
+  lru_.Remove(key, /*evicted=*/false);
 }
 
 bool DiskTier::Touch(const PageKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = index_.find(key);
-  if (it == index_.end()) return false;
-  lru_.splice(lru_.begin(), lru_, it->second.lru);
-  return true;
+  return lru_.Touch(key);
 }
 
 bool DiskTier::Contains(const PageKey& key) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return index_.contains(key);
+  return lru_.Contains(key);
+}
+
+void DiskTier::SetQuota(const std::string& tenant, TenantQuota quota) {
+  std::lock_guard<std::mutex> lock(mu_);
+  lru_.SetQuota(tenant, quota);
+}
+
+TenantQuota DiskTier::Quota(const std::string& tenant) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lru_.Quota(tenant);
 }
 
 absl::StatusOr<bool> DiskTier::Erase(const PageKey& key) {
@@ -212,49 +211,28 @@ absl::StatusOr<bool> DiskTier::Erase(const PageKey& key) {
   rocksdb::Status s = db_->Delete(internal::DiskTierWriteOptions(options_), AsSlice(key));
   if (!s.ok()) return FromRocks(s, "erase");
   std::lock_guard<std::mutex> lock(mu_);
-  RemoveLocked(key, /*evicted=*/false);
+  lru_.Remove(key, /*evicted=*/false);
   return true;
 }
 
 uint64_t DiskTier::used_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return used_bytes_;
+  return lru_.used_bytes();
 }
 
 uint64_t DiskTier::page_count() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return index_.size();
+  return lru_.page_count();
 }
 
 std::map<std::string, TenantUsage> DiskTier::UsageByTenant() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return usage_;
+  return lru_.UsageByTenant();
 }
 
 uint64_t DiskTier::checksum_failures() const {
   std::lock_guard<std::mutex> lock(mu_);
   return checksum_failures_;
-}
-
-void DiskTier::AddLocked(const PageKey& key, uint64_t bytes, uint64_t logical_bytes,
-                         const std::string& tenant) {
-  auto [usage, unused] = usage_.try_emplace(tenant);
-  TenantUsage& u = usage->second;
-  u.Add(bytes, logical_bytes);
-  used_bytes_ += bytes;
-  lru_.push_front(key);
-  index_.emplace(key, Entry{.lru = lru_.begin(), .bytes = bytes, .logical_bytes = logical_bytes,
-                            .tenant = &usage->first, .generation = ++next_generation_});
-}
-
-void DiskTier::RemoveLocked(const PageKey& key, bool evicted) {
-  auto it = index_.find(key);
-  const Entry& e = it->second;
-  TenantUsage& u = usage_.at(*e.tenant);
-  u.Remove(e.bytes, e.logical_bytes, evicted);
-  used_bytes_ -= e.bytes;
-  lru_.erase(e.lru);
-  index_.erase(it);
 }
 
 }  // namespace slimkv::cache

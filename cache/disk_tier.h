@@ -1,5 +1,5 @@
-// The disk tier: pages in a RocksDB database under a byte budget with least-recently-used
-// eviction.
+// The disk tier: pages in a RocksDB database under a byte budget and per-tenant quotas, with
+// least-recently-used eviction in which a tenant only ever evicts its own pages (tenant_lru.h).
 //
 // RocksDB key = the 32-byte page key, value = the page's record (disk_record.h). An in-memory
 // index (key → bytes, tenant, LRU position) answers Contains and drives eviction without touching
@@ -18,7 +18,8 @@
 //
 // After Open, the LRU order of rebuilt pages is the database's key order (last use is not
 // persisted, to keep Gets read-only on disk): the first evictions after a restart pick pages
-// arbitrarily among those not used since.
+// arbitrarily among those not used since. When the database holds more than the budget or a
+// tenant more than its quota, Open evicts down to them (TenantLru::Overflow).
 //
 // Thread-safety: internally synchronized. Reads run concurrently; writes (Insert, Erase, the
 // eviction and deletion of corrupt records) are serialized among themselves, and no lock is held
@@ -26,18 +27,17 @@
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cache/page.h"
 #include "cache/page_store.h"
+#include "cache/tenant_lru.h"
 
 namespace rocksdb {
 class DB;
@@ -54,6 +54,8 @@ struct DiskTierOptions {
   // inserts survive kill -9 and power loss, at the price of one fsync per write (milliseconds on
   // most disks, so inserts serialize at the device's sync rate).
   bool sync = true;
+  // Per-tenant quotas in effect from Open (SetQuota changes them later).
+  std::map<std::string, TenantQuota> quotas;
 };
 
 struct DiskRebuildStats {
@@ -75,11 +77,15 @@ class DiskTier {
   DiskTier(const DiskTier&) = delete;
   DiskTier& operator=(const DiskTier&) = delete;
 
-  // Writes `page` as the most recently used, in the same RocksDB batch as the deletion of the
-  // least-recently-used pages it displaces. A present key is not rewritten (kAlreadyPresent; it
-  // becomes most recent). INVALID_ARGUMENT when the page cannot be recorded (CheckRecordable);
-  // RESOURCE_EXHAUSTED when it alone exceeds the budget; UNAVAILABLE on a write error. Nothing
-  // changes on error.
+  // Sets a tenant's quota; takes effect at its next insert.
+  void SetQuota(const std::string& tenant, TenantQuota quota);
+  TenantQuota Quota(const std::string& tenant) const;
+
+  // Writes `page` as its tenant's most recently used, in the same RocksDB batch as the deletion
+  // of the tenant's least-recently-used pages it displaces (TenantLru::PlanRoom). A present key is
+  // not rewritten (kAlreadyPresent; it becomes most recent). INVALID_ARGUMENT when the page
+  // cannot be recorded (CheckRecordable); RESOURCE_EXHAUSTED when it cannot be made room for
+  // (PlanRoom); UNAVAILABLE on a write error. Nothing changes on error.
   [[nodiscard]] absl::StatusOr<InsertResult> Insert(const Page& page);
 
   // Reads the page under `key` and verifies its record, marking it most recently used. nullptr
@@ -109,20 +115,8 @@ class DiskTier {
   static uint64_t DiskBytes(const Page& page);
 
  private:
-  using Lru = std::list<PageKey>;  // front = most recent
-  struct Entry {
-    Lru::iterator lru;
-    uint64_t bytes = 0;
-    uint64_t logical_bytes = 0;
-    const std::string* tenant = nullptr;  // key of usage_, stable while the entry lives
-    uint64_t generation = 0;              // tells a re-inserted key from its predecessor
-  };
-
   DiskTier(DiskTierOptions options, std::unique_ptr<rocksdb::DB> db);
   absl::Status Rebuild();
-  void AddLocked(const PageKey& key, uint64_t bytes, uint64_t logical_bytes,
-                 const std::string& tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemoveLocked(const PageKey& key, bool evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Deletes the record under `key` if its index entry is still `generation`.
   void DropCorrupt(const PageKey& key, uint64_t generation);
 
@@ -137,12 +131,8 @@ class DiskTier {
   std::mutex write_mu_;
 
   mutable std::mutex mu_;
-  Lru lru_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<PageKey, Entry, DigestHash> index_ ABSL_GUARDED_BY(mu_);
-  uint64_t used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, TenantUsage> usage_ ABSL_GUARDED_BY(mu_);
+  TenantLru lru_ ABSL_GUARDED_BY(mu_);
   uint64_t checksum_failures_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t next_generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace slimkv::cache

@@ -305,6 +305,45 @@ TEST_F(DiskTierTest, EvictsLeastRecentlyUsedWithinBudget) {
   EXPECT_TRUE(StoredInRocksDb(MakePage(4)->key));
 }
 
+TEST_F(DiskTierTest, TenantsOnlyEvictTheirOwnPagesAndQuotasHold) {
+  const uint64_t one = DiskTier::DiskBytes(*MakePage(0, 16, "a"));  // for tenants a, b, c
+  auto tier = Open(4 * one);
+  tier->SetQuota("c", {.bytes = 1 * one, .reject = true});
+  for (uint32_t i = 0; i < 3; ++i) ASSERT_TRUE(tier->Insert(*MakePage(i, 16, "a")).ok());
+  ASSERT_TRUE(tier->Insert(*MakePage(10, 16, "b")).ok());
+  // b's next page displaces b's own page, never one of a's older ones.
+  ASSERT_TRUE(tier->Insert(*MakePage(11, 16, "b")).ok());
+  EXPECT_FALSE(tier->Contains(MakePage(10, 16, "b")->key));
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_TRUE(tier->Contains(MakePage(i, 16, "a")->key));
+  // A tenant with no pages in a full tier is refused, and nothing changes.
+  auto refused = tier->Insert(*MakePage(20, 16, "c"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(tier->page_count(), 4u);
+  ASSERT_TRUE(tier->Erase(MakePage(0, 16, "a")->key).ok());
+  ASSERT_TRUE(tier->Insert(*MakePage(20, 16, "c")).ok());
+  auto over = tier->Insert(*MakePage(21, 16, "c"));  // over its rejecting quota
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << over.status();
+  EXPECT_NE(over.status().message().find("quota"), absl::string_view::npos) << over.status();
+  EXPECT_TRUE(tier->Contains(MakePage(20, 16, "c")->key));
+}
+
+TEST_F(DiskTierTest, ReopenWithLowerQuotasEvictsOnlyTheTenantsOverThem) {
+  const uint64_t one = DiskTier::DiskBytes(*MakePage(0, 16, "b"));
+  {
+    auto tier = Open();
+    for (uint32_t i = 0; i < 6; ++i) ASSERT_TRUE(tier->Insert(*MakePage(i, 16, "b")).ok());
+    for (uint32_t i = 10; i < 12; ++i) ASSERT_TRUE(tier->Insert(*MakePage(i, 16, "s")).ok());
+  }
+  auto reopened = DiskTier::Open(
+      {.path = dir_, .budget_bytes = 1 << 30, .sync = false, .quotas = {{"b", {2 * one}}}});
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto& tier = *reopened;
+  auto usage = tier->UsageByTenant();
+  EXPECT_EQ(usage["b"].pages, 2u);
+  EXPECT_EQ(usage["s"].pages, 2u);
+  EXPECT_EQ(tier->rebuild_stats().evicted, 4u);
+}
+
 TEST_F(DiskTierTest, ReopenRebuildsTheIndexWithTheSamePages) {
   std::vector<std::shared_ptr<Page>> pages;
   for (uint32_t i = 0; i < 50; ++i) pages.push_back(MakePage(i, 8 + i % 5 * 8, i % 3 ? "a" : "b"));

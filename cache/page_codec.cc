@@ -389,8 +389,8 @@ absl::StatusOr<std::vector<LayerOutcome>> EncodePage(const ModelCodec& codec,
   return outcomes;
 }
 
-absl::Status DecodeLayer(const ModelCodec& codec, const Page& page, uint32_t l,
-                         uint32_t page_index, DType out, void* k, void* v) {
+absl::StatusOr<StoredLayerValues> ReadStoredLayer(const ModelCodec& codec, const Page& page,
+                                                  uint32_t l) {
   const StoredLayer& layer = page.layers[l];
   const uint8_t* bytes = page.payload.data() + page.LayerOffset(l);
   if (kernels::Crc32c(0, bytes, layer.bytes) != layer.crc32c) {
@@ -401,10 +401,26 @@ absl::Status DecodeLayer(const ModelCodec& codec, const Page& page, uint32_t l,
         absl::StrCat("layer ", l, " is stored in ", ModeName(layer.mode),
                      "; the model's derived matrices are not ready"));
   }
+  StoredLayerValues out;
+  out.mode = layer.mode;
+  if (layer.quant == Quant::kNone) {
+    out.values = {bytes, page.dtype};
+  } else {
+    out.owned = Dequantize(StoredParts(codec, l, layer.mode), layer.quant, bytes,
+                           page.geometry.page_tokens);
+    out.values = {out.owned.data(), DType::kF32};
+  }
+  return out;
+}
+
+absl::Status DecodeLayer(const ModelCodec& codec, const Page& page, uint32_t l,
+                         uint32_t page_index, DType out, void* k, void* v) {
+  absl::StatusOr<StoredLayerValues> stored = ReadStoredLayer(codec, page, l);
+  if (!stored.ok()) return stored.status();
   const uint32_t tokens = page.geometry.page_tokens;
   const std::vector<int32_t> positions = Positions(page_index, tokens);
-  return DecodeBytes(codec, l, layer.mode, layer.quant, bytes, page.dtype, tokens,
-                     positions.data(), {k, out}, {v, out});
+  return DecodeMode(codec, l, stored->mode, stored->values, tokens, positions.data(), {k, out},
+                    {v, out});
 }
 
 }  // namespace slimkv::cache

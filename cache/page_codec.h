@@ -85,6 +85,20 @@ uint64_t LayerInputBytes(const ModelCodec& codec, PageInput input, kernels::DTyp
                                                                    uint32_t page_index,
                                                                    Page* page);
 
+// The stored values of layer `l` of `page`, checked and unquantized: `values` views the page's
+// payload (in page.dtype) when the layer is unquantized, else the float32 dequantization held
+// in `owned`. Shape [page_tokens, Σ StoredParts(codec, l, mode).cols].
+// DATA_LOSS when the layer's bytes fail their CRC32C; FAILED_PRECONDITION when the layer is
+// stored in a mode that needs matrices this codec lacks.
+// REQUIRES: `page` outlives the result; moving the result keeps `values` valid.
+struct StoredLayerValues {
+  Mode mode = Mode::kFull;
+  kernels::ConstTensor values;
+  std::vector<float> owned;
+};
+[[nodiscard]] absl::StatusOr<StoredLayerValues> ReadStoredLayer(const ModelCodec& codec,
+                                                                const Page& page, uint32_t l);
+
 // Reconstructs layer `l` of `page` into K [T, h_kv, d_k] and V [T, h_kv, d_v] of dtype `out`.
 // DATA_LOSS when the layer's bytes fail their CRC32C; FAILED_PRECONDITION when the layer needs
 // matrices this codec lacks (a page stored before the model's weights were known).

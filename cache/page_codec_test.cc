@@ -10,7 +10,7 @@
 #include <string>
 
 #include "cache/factor_store.h"
-#include "cache/model/model_test_util.h"
+#include "cache/internal/synthetic_codec.h"
 #include "clients/cpp/synthetic_model.h"
 #include "gtest/gtest.h"
 
@@ -19,7 +19,6 @@ namespace {
 
 using client::SyntheticModel;
 using kernels::DType;
-using testing_util::ScratchDir;
 
 constexpr uint32_t kTokens = 16;
 constexpr uint32_t kPage = 3;  // positions 48..63
@@ -49,28 +48,9 @@ std::vector<Geometry> Geometries() {
   };
 }
 
-// A model on disk with its codec.
-struct Loaded {
-  ScratchDir dir;
-  ModelConfig config;
-  std::shared_ptr<const SafetensorsDir> weights;
-  std::unique_ptr<const ModelCodec> codec;
-};
-
-std::unique_ptr<Loaded> Load(const SyntheticModel& m, CodecOptions options = {}) {
-  auto out = std::make_unique<Loaded>();
-  EXPECT_TRUE(m.Write(out->dir.path()).ok());
-  auto config = ParseModelConfig(m.ConfigJson());
-  EXPECT_TRUE(config.ok()) << config.status();
-  out->config = *config;
-  auto weights = SafetensorsDir::Open(out->dir.path());
-  EXPECT_TRUE(weights.ok()) << weights.status();
-  out->weights = *std::move(weights);
-  auto codec = ModelCodec::Build(out->config, out->weights, Fingerprint{}, nullptr, options,
-                                 nullptr);
-  EXPECT_TRUE(codec.ok()) << codec.status();
-  out->codec = *std::move(codec);
-  return out;
+std::unique_ptr<testing_util::LoadedModel> Load(const SyntheticModel& m,
+                                                CodecOptions options = {}) {
+  return testing_util::LoadSynthetic(m, options);
 }
 
 std::vector<double> RandomRows(uint64_t rows, uint64_t cols, uint32_t seed) {
@@ -196,7 +176,7 @@ TEST(PageCodec, MatricesAreReadOnFirstUse) {
   const SyntheticModel model = Make("llama", 64, 4, 4, 16);  // e = d: W_KV, pinv, basis all exist
   auto eager = Load(model);  // no store: derived matrices resident from Build
   const ModelConfig& c = eager->config;
-  ScratchDir factors;
+  testing_util::ScratchDir factors;
   const FactorStore store(factors.path());
   Fingerprint fp{};
   fp[0] = 7;

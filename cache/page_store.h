@@ -12,46 +12,31 @@
 
 #include <cstdint>
 #include <deque>
-#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cache/page.h"
+#include "cache/tenant_lru.h"
 
 namespace slimkv::cache {
 
-// Monotonic and current figures of one tenant in one store.
-struct TenantUsage {
-  uint64_t pages = 0;
+// The payload bytes of a tenant's stored layers in one representation, and the bytes those
+// layers would take in full mode at their put dtype. A page's layers may differ in mode (a
+// layer over the error tolerance is stored in full), so this counts layers, not pages, and
+// leaves out the per-page overhead that TenantUsage::stored_bytes includes.
+struct ModeUsage {
   uint64_t stored_bytes = 0;
   uint64_t logical_bytes = 0;
-  uint64_t evictions = 0;  // total, monotonic
-
-  void Add(uint64_t bytes, uint64_t logical) {
-    ++pages;
-    stored_bytes += bytes;
-    logical_bytes += logical;
-  }
-  void Remove(uint64_t bytes, uint64_t logical, bool evicted) {
-    --pages;
-    stored_bytes -= bytes;
-    logical_bytes -= logical;
-    evictions += evicted;
-  }
 };
-
-// A tenant's limits in one tier.
-struct TenantQuota {
-  uint64_t bytes = 0;  // 0: no cap beyond the tier's budget
-  // Over the quota: refuse the insert (true) or evict the tenant's own LRU pages (false).
-  bool reject = false;
-};
+using ModeUsageMap = std::map<std::pair<Mode, Quant>, ModeUsage>;
 
 struct PageStoreOptions {
   uint64_t budget_bytes = 4ull << 30;
@@ -73,11 +58,14 @@ class PageStore {
 
   // Stores `page` as its tenant's most recently used page. A page whose key is present is not
   // replaced (kAlreadyPresent; it becomes most recent). To make room it evicts the tenant's own
-  // least-recently-used pages: first to fit the tenant's quota, then the tier's budget.
-  // RESOURCE_EXHAUSTED, changing nothing, when the page alone exceeds the budget or the quota,
-  // when the quota is set to reject, or when the tenant has no pages left to evict and the tier
-  // is full of other tenants' pages.
-  [[nodiscard]] absl::StatusOr<InsertResult> Insert(std::shared_ptr<const Page> page);
+  // least-recently-used pages: first to fit the tenant's quota, then the tier's budget; they are
+  // appended to `evicted` when given (the next tier may take them). RESOURCE_EXHAUSTED, changing
+  // nothing, when the page alone exceeds the budget or the quota, when the quota is set to
+  // reject, or when the tenant has no pages left to evict and the tier is full of other
+  // tenants' pages.
+  [[nodiscard]] absl::StatusOr<InsertResult> Insert(
+      std::shared_ptr<const Page> page,
+      std::vector<std::shared_ptr<const Page>>* evicted = nullptr);
 
   // The page under `key`, marked most recently used; nullptr when absent.
   std::shared_ptr<const Page> Get(const PageKey& key);
@@ -104,24 +92,13 @@ class PageStore {
   uint64_t used_bytes() const;
   uint64_t page_count() const;
   std::map<std::string, TenantUsage> UsageByTenant() const;
+  // Per tenant, its layers' bytes by representation; a representation the tenant no longer
+  // holds stays listed at zero.
+  std::map<std::string, ModeUsageMap> ModeUsageByTenant() const;
   TenantQuota Quota(const std::string& tenant) const;
 
  private:
-  using Lru = std::list<std::shared_ptr<const Page>>;  // front = most recent
-  struct Tenant {
-    Lru lru;
-    TenantUsage usage;
-    TenantQuota quota;
-  };
-  struct Slot {
-    Tenant* tenant;  // stable: std::map nodes do not move
-    Lru::iterator it;
-  };
-
-  // Evicts `t`'s LRU pages until `bytes` more fit its quota and the budget; false if they
-  // cannot (nothing left to evict, or the quota rejects).
-  bool MakeRoomLocked(Tenant& t, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RemoveLocked(Tenant& t, Lru::iterator it, bool evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveLocked(const PageKey& key, bool evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RememberRemovalLocked(const PageKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
@@ -130,9 +107,10 @@ class PageStore {
   // std::mutex rather than absl::Mutex: Debian's libabsl is not built with ThreadSanitizer
   // annotations, so TSan would not see absl::Mutex's happens-before edges.
   mutable std::mutex mu_;
-  std::map<std::string, Tenant, std::less<>> tenants_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<PageKey, Slot, DigestHash> index_ ABSL_GUARDED_BY(mu_);
-  uint64_t used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  TenantLru lru_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<PageKey, std::shared_ptr<const Page>, DigestHash> pages_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, ModeUsageMap> modes_ ABSL_GUARDED_BY(mu_);
   // Recently removed keys: a FIFO of (key, removal number) bounded by
   // options_.remembered_removals, and each remembered key's latest removal number, so that an
   // old FIFO slot ageing out does not forget a newer removal of the same key.

@@ -146,5 +146,46 @@ TEST(PageStore, ConcurrentMixedLoadKeepsInvariants) {
   EXPECT_EQ(pages, store.page_count());
 }
 
+// Two layers of 4 tokens × 1 head × 8 dims in bf16: 128 logical bytes per layer. Layer 0 in
+// `mode0` (slim, K_raw only: 64 B), layer 1 in full (128 B), as after a per-layer fallback.
+std::shared_ptr<Page> TwoModePage(uint32_t id, Mode mode0, Quant quant0) {
+  auto p = std::make_shared<Page>();
+  p->key = Sha256({{reinterpret_cast<const uint8_t*>(&id), sizeof(id)}});
+  p->tenant = "t";
+  p->dtype = kernels::DType::kBF16;
+  p->geometry = {.page_tokens = 4, .num_layers = 2, .num_kv_heads = 1, .k_head_dim = 8,
+                 .v_head_dim = 8};
+  p->layers = {{.mode = mode0, .quant = quant0, .bytes = 64}, {.bytes = 128}};
+  p->payload.assign(192, 0);
+  return p;
+}
+
+TEST(PageStore, CountsLayerBytesByRepresentation) {
+  PageStore store({.budget_bytes = 2 * (192 + kPageOverheadBytes)});
+  ASSERT_TRUE(store.Insert(TwoModePage(1, Mode::kSlim, Quant::kNone)).ok());
+  ASSERT_TRUE(store.Insert(TwoModePage(2, Mode::kSlim, Quant::kNone)).ok());
+  const std::pair<Mode, Quant> slim{Mode::kSlim, Quant::kNone}, full{Mode::kFull, Quant::kNone},
+      full_int8{Mode::kFull, Quant::kInt8};
+  ModeUsageMap m = store.ModeUsageByTenant()["t"];
+  EXPECT_EQ(m[slim].stored_bytes, 128u);
+  EXPECT_EQ(m[slim].logical_bytes, 256u);
+  EXPECT_EQ(m[full].stored_bytes, 256u);
+  EXPECT_EQ(m[full].logical_bytes, 256u);
+  // The budget holds two pages: a third, quantized one evicts page 1, and its layers leave.
+  ASSERT_TRUE(store.Insert(TwoModePage(3, Mode::kFull, Quant::kInt8)).ok());
+  m = store.ModeUsageByTenant()["t"];
+  EXPECT_EQ(m[slim].stored_bytes, 64u);
+  EXPECT_EQ(m[full_int8].stored_bytes, 64u);
+  EXPECT_EQ(m[full_int8].logical_bytes, 128u);
+  EXPECT_EQ(m[full].stored_bytes, 256u);
+  ASSERT_TRUE(store.Erase(TwoModePage(2, Mode::kSlim, Quant::kNone)->key));
+  ASSERT_TRUE(store.Erase(TwoModePage(3, Mode::kFull, Quant::kInt8)->key));
+  m = store.ModeUsageByTenant()["t"];
+  for (const auto& [mode, u] : m) {
+    EXPECT_EQ(u.stored_bytes, 0u);
+    EXPECT_EQ(u.logical_bytes, 0u);
+  }
+}
+
 }  // namespace
 }  // namespace slimkv::cache

@@ -5,6 +5,9 @@
 // token's SHA-256 must be a configured tenant's token_sha256. Tokens are compared by hash, so
 // the daemon never holds one.
 //
+// Admin calls take the admin token instead (DaemonConfig.admin_token_sha256). With neither
+// tenants nor an admin token configured (the loopback defaults), they are open too.
+//
 // Thread-safety: immutable after construction.
 #pragma once
 
@@ -31,8 +34,18 @@ class Authenticator {
   [[nodiscard]] absl::StatusOr<std::string> Authenticate(
       const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const;
 
+  // "admin" when the call carries the admin token. UNAUTHENTICATED: no token, a malformed or
+  // an unknown one. PERMISSION_DENIED: a tenant's token, or no admin token is configured.
+  [[nodiscard]] absl::StatusOr<std::string> AuthenticateAdmin(
+      const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const;
+
  private:
+  // Hex SHA-256 of the bearer token in `metadata`.
+  static absl::StatusOr<std::string> TokenHash(
+      const std::multimap<grpc::string_ref, grpc::string_ref>& metadata);
+
   absl::flat_hash_map<std::string, std::string> tenant_by_token_sha256_;
+  std::string admin_token_sha256_;
 };
 
 }  // namespace slimkv::daemon

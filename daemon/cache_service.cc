@@ -5,53 +5,24 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "daemon/attend_handler.h"
 #include "daemon/get_streamer.h"
 #include "daemon/token_span.h"
 #include "daemon/grpc_status.h"
 #include "daemon/put_assembler.h"
+#include "daemon/unary_call.h"
 
 namespace slimkv::daemon {
 
 namespace {
 
-// Times one RPC and records it, under its tenant, when its final status is known.
-class RpcTimer {
- public:
-  RpcTimer(Metrics* metrics, const char* method)
-      : metrics_(metrics), method_(method), start_(absl::Now()) {}
-
-  void set_tenant(const std::string& tenant) { tenant_ = tenant; }
-
-  grpc::Status Done(const absl::Status& status) {
-    metrics_->RecordRpc(tenant_, method_, status.code(),
-                        absl::ToDoubleSeconds(absl::Now() - start_));
-    return ToGrpcStatus(status);
-  }
-
- private:
-  Metrics* const metrics_;
-  const char* const method_;
-  const absl::Time start_;
-  std::string tenant_ = "unauthenticated";
-};
-
-// Authenticates the call, then runs a unary handler for its tenant to completion on the
-// calling gRPC thread.
+// Unary with the tenant authentication every Cache call takes.
 template <typename Handler>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const Authenticator& auth,
-                                Metrics* metrics, const char* method, Handler handler) {
-  RpcTimer timer(metrics, method);
-  auto* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::string> tenant = auth.Authenticate(ctx->client_metadata());
-  if (!tenant.ok()) {
-    reactor->Finish(timer.Done(tenant.status()));
-    return reactor;
-  }
-  timer.set_tenant(*tenant);
-  reactor->Finish(timer.Done(handler(*tenant)));
-  return reactor;
+grpc::ServerUnaryReactor* TenantUnary(grpc::CallbackServerContext* ctx, const Authenticator& auth,
+                                      Metrics* metrics, const char* method, Handler handler) {
+  return Unary(
+      ctx, [&](const auto& metadata) { return auth.Authenticate(metadata); }, metrics, method,
+      std::move(handler));
 }
 
 v1::ModelGeometry ToProto(const cache::ModelConfig& c) {
@@ -63,10 +34,44 @@ v1::ModelGeometry ToProto(const cache::ModelConfig& c) {
   g.set_num_kv_heads(c.num_kv_heads);
   g.set_head_dim(c.k_head_dim);
   g.set_v_head_dim(c.v_head_dim);
+  g.set_softmax_scale(c.softmax_scale);
+  g.set_attn_logit_softcapping(c.attn_logit_softcapping);
   return g;
 }
 
 }  // namespace
+
+v1::TenantStats TenantStatsToProto(const std::string& tenant, const cache::TenantStats& s,
+                                   const cache::KvCache& cache) {
+  v1::TenantStats t;
+  t.set_tenant(tenant);
+  t.set_host_quota_bytes(s.host_quota.bytes);
+  t.set_pages(s.host.pages);
+  t.set_stored_bytes(s.host.stored_bytes);
+  t.set_logical_bytes(s.host.logical_bytes);
+  t.set_lookups(s.lookups);
+  t.set_hit_tokens(s.hit_tokens);
+  t.set_miss_tokens(s.miss_tokens);
+  t.set_evictions(s.host.evictions);
+  t.set_demotions(s.demotions);
+  t.set_promotions(s.promotions);
+  auto add_tier = [&](v1::Tier tier, const cache::TenantUsage& u, const cache::TenantQuota& q,
+                      uint64_t budget) {
+    v1::TierUsage* out = t.add_tiers();
+    out->set_tier(tier);
+    out->set_pages(u.pages);
+    out->set_stored_bytes(u.stored_bytes);
+    out->set_logical_bytes(u.logical_bytes);
+    out->set_evictions(u.evictions);
+    out->set_quota_bytes(q.bytes);
+    out->set_budget_bytes(budget);
+  };
+  add_tier(v1::TIER_HOST, s.host, s.host_quota, cache.options().host.budget_bytes);
+  if (cache.disk() != nullptr) {
+    add_tier(v1::TIER_DISK, s.disk, s.disk_quota, cache.disk()->budget_bytes());
+  }
+  return t;
+}
 
 CacheService::CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
                            uint32_t get_chunk_bytes, uint32_t verify_one_in)
@@ -79,7 +84,7 @@ CacheService::CacheService(cache::KvCache* cache, const Authenticator* auth, Met
 grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContext* ctx,
                                                       const v1::RegisterModelRequest* request,
                                                       v1::RegisterModelResponse* response) {
-  return Unary(ctx, *auth_, metrics_, "RegisterModel", [&](const std::string&) -> absl::Status {
+  return TenantUnary(ctx, *auth_, metrics_, "RegisterModel", [&](const std::string&) -> absl::Status {
     const uint32_t page_tokens = request->page_tokens() == 0 ? 16 : request->page_tokens();
     absl::StatusOr<cache::Registration> reg;
     switch (request->source_case()) {
@@ -124,11 +129,15 @@ grpc::ServerUnaryReactor* CacheService::RegisterModel(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
                                                const v1::LookupRequest* request,
                                                v1::LookupResponse* response) {
-  return Unary(ctx, *auth_, metrics_, "Lookup", [&](const std::string& tenant) -> absl::Status {
+  return TenantUnary(ctx, *auth_, metrics_, "Lookup", [&](const std::string& tenant) -> absl::Status {
     auto r = cache_->Lookup(tenant, request->model_id(), TokenSpan(request->tokens()));
     if (!r.ok()) return r.status();
     response->set_hit_tokens(r->hit_tokens);
     for (cache::Tier t : r->tiers) response->add_page_tiers(static_cast<v1::Tier>(t));
+    if (!r->tiers.empty()) {
+      metrics_->RecordLookupHits(tenant, r->tiers,
+                                 static_cast<uint32_t>(r->hit_tokens / r->tiers.size()));
+    }
     return absl::OkStatus();
   });
 }
@@ -136,7 +145,7 @@ grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* CacheService::Delete(grpc::CallbackServerContext* ctx,
                                                const v1::DeleteRequest* request,
                                                v1::DeleteResponse* response) {
-  return Unary(ctx, *auth_, metrics_, "Delete", [&](const std::string& tenant) -> absl::Status {
+  return TenantUnary(ctx, *auth_, metrics_, "Delete", [&](const std::string& tenant) -> absl::Status {
     auto n = cache_->Delete(tenant, request->model_id(), TokenSpan(request->tokens()),
                             request->first_page());
     if (!n.ok()) return n.status();
@@ -148,7 +157,7 @@ grpc::ServerUnaryReactor* CacheService::Delete(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx,
                                                 const v1::ExplainRequest* request,
                                                 v1::ExplainResponse* response) {
-  return Unary(ctx, *auth_, metrics_, "Explain", [&](const std::string& tenant) -> absl::Status {
+  return TenantUnary(ctx, *auth_, metrics_, "Explain", [&](const std::string& tenant) -> absl::Status {
     absl::StatusOr<cache::ExplainResult> explained =
         cache_->Explain(tenant, request->model_id(), TokenSpan(request->tokens()));
     if (!explained.ok()) return explained.status();
@@ -178,20 +187,18 @@ grpc::ServerUnaryReactor* CacheService::Explain(grpc::CallbackServerContext* ctx
 grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* ctx,
                                               const v1::StatsRequest* request,
                                               v1::StatsResponse* response) {
-  return Unary(ctx, *auth_, metrics_, "Stats", [&](const std::string& tenant) -> absl::Status {
-    const cache::TenantStats s = cache_->Stats(tenant);
-    v1::TenantStats* t = response->add_tenants();
-    t->set_tenant(tenant);
-    t->set_host_quota_bytes(s.host_quota.bytes);
-    t->set_pages(s.host.pages);
-    t->set_stored_bytes(s.host.stored_bytes);
-    t->set_logical_bytes(s.host.logical_bytes);
-    t->set_lookups(s.lookups);
-    t->set_hit_tokens(s.hit_tokens);
-    t->set_miss_tokens(s.miss_tokens);
-    t->set_evictions(s.host.evictions);
+  return TenantUnary(ctx, *auth_, metrics_, "Stats", [&](const std::string& tenant) -> absl::Status {
+    *response->add_tenants() = TenantStatsToProto(tenant, cache_->Stats(tenant), *cache_);
     response->set_host_budget_bytes(cache_->host().budget_bytes());
     return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheService::Attend(grpc::CallbackServerContext* ctx,
+                                               const v1::AttendRequest* request,
+                                               v1::AttendResponse* response) {
+  return TenantUnary(ctx, *auth_, metrics_, "Attend", [&](const std::string& tenant) {
+    return HandleAttend(cache_, tenant, *request, response, metrics_);
   });
 }
 

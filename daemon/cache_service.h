@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "cache/kv_cache.h"
 #include "daemon/auth.h"
@@ -15,6 +16,10 @@
 #include "slimkv/v1/cache.grpc.pb.h"
 
 namespace slimkv::daemon {
+
+// The wire form of a tenant's figures (Cache.Stats, Admin.ListTenants).
+v1::TenantStats TenantStatsToProto(const std::string& tenant, const cache::TenantStats& stats,
+                                   const cache::KvCache& cache);
 
 class CacheService final : public v1::Cache::CallbackService {
  public:
@@ -42,6 +47,9 @@ class CacheService final : public v1::Cache::CallbackService {
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
                                   const v1::StatsRequest* request,
                                   v1::StatsResponse* response) override;
+  grpc::ServerUnaryReactor* Attend(grpc::CallbackServerContext* ctx,
+                                   const v1::AttendRequest* request,
+                                   v1::AttendResponse* response) override;
 
  private:
   class PutReactor;

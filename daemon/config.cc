@@ -33,7 +33,14 @@ bool IsLowerHex(absl::string_view s) {
   });
 }
 
-// Fills the unset fields of a tenant policy with their defaults and checks the rest.
+bool IsIdentifier(absl::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+}  // namespace
+
 absl::Status FinalizePolicy(const std::string& field, v1::TenantPolicy* p) {
   if (p->mode() == v1::MODE_UNSPECIFIED) p->set_mode(v1::MODE_FULL);
   if (p->quant() == v1::QUANT_UNSPECIFIED) p->set_quant(v1::QUANT_NONE);
@@ -52,18 +59,18 @@ absl::Status FinalizePolicy(const std::string& field, v1::TenantPolicy* p) {
   return absl::OkStatus();
 }
 
+namespace {
+
 absl::Status ValidateTenants(v1::DaemonConfig& config) {
   absl::flat_hash_set<std::string> ids, hashes;
   for (int i = 0; i < config.tenants_size(); ++i) {
     v1::TenantConfig& t = *config.mutable_tenants(i);
     const std::string field = absl::StrCat("tenants[", i, "]");
     if (absl::Status s = FinalizePolicy(field + ".policy", t.mutable_policy()); !s.ok()) return s;
-    const bool id_ok = !t.id().empty() && t.id().size() <= 64 &&
-                       std::all_of(t.id().begin(), t.id().end(), [](char c) {
-                         return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
-                                c == '.' || c == '-';
-                       });
-    if (!id_ok) {
+    if (t.over_quota() == v1::TenantConfig::OVER_QUOTA_UNSPECIFIED) {
+      t.set_over_quota(v1::TenantConfig::OVER_QUOTA_EVICT_OWN);
+    }
+    if (!IsIdentifier(t.id())) {
       return absl::InvalidArgumentError(absl::StrCat(
           field, ".id: '", t.id(), "' is not 1-64 characters of [A-Za-z0-9_.-]"));
     }
@@ -81,6 +88,20 @@ absl::Status ValidateTenants(v1::DaemonConfig& config) {
     if (!hashes.insert(t.token_sha256()).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(field, ".token_sha256: another tenant has the same token"));
+    }
+    if (!t.share_group().empty() && !IsIdentifier(t.share_group())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".share_group: '", t.share_group(), "' is not 1-64 characters of [A-Za-z0-9_.-]"));
+    }
+  }
+  if (!config.admin_token_sha256().empty()) {
+    if (config.admin_token_sha256().size() != 64 || !IsLowerHex(config.admin_token_sha256())) {
+      return absl::InvalidArgumentError(
+          "admin_token_sha256: expected 64 lower-case hex digits");
+    }
+    if (hashes.contains(config.admin_token_sha256())) {
+      return absl::InvalidArgumentError(
+          "admin_token_sha256: a tenant has the same token; the admin token must be its own");
     }
   }
   return absl::OkStatus();
@@ -106,6 +127,8 @@ v1::DaemonConfig DefaultConfig() {
   c.mutable_default_policy()->set_error_tolerance(0.01);
   c.set_verify_one_in(16);
   c.set_latent_energy(0.9999);
+  c.mutable_disk()->set_budget_bytes(16ull << 30);
+  c.mutable_disk()->set_demotion_queue_bytes(256ull << 20);
   return c;
 }
 
@@ -126,6 +149,11 @@ absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
   }
   if (!config.has_explain_evicted_keys()) config.set_explain_evicted_keys(d.explain_evicted_keys());
   config.mutable_tls();
+  v1::DiskConfig& disk = *config.mutable_disk();
+  if (disk.budget_bytes() == 0) disk.set_budget_bytes(d.disk().budget_bytes());
+  if (disk.demotion_queue_bytes() == 0) {
+    disk.set_demotion_queue_bytes(d.disk().demotion_queue_bytes());
+  }
   if (config.verify_one_in() == 0) config.set_verify_one_in(d.verify_one_in());
   if (config.latent_energy() == 0) config.set_latent_energy(d.latent_energy());
   if (!(config.latent_energy() > 0 && config.latent_energy() <= 1)) {

@@ -3,6 +3,9 @@
 // Thread-safety: stateless functions.
 #pragma once
 
+#include <string>
+
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "slimkv/v1/config.pb.h"
@@ -21,5 +24,9 @@ v1::DaemonConfig DefaultConfig();
 // (daemon/tls.h). INVALID_ARGUMENT names the field; NOT_FOUND names the field and the path of a
 // file that cannot be read.
 [[nodiscard]] absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config);
+
+// Fills the unset fields of a tenant policy with their defaults and checks the rest.
+// INVALID_ARGUMENT names `field` and the bad sub-field.
+[[nodiscard]] absl::Status FinalizePolicy(const std::string& field, v1::TenantPolicy* policy);
 
 }  // namespace slimkv::daemon

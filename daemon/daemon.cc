@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <system_error>
@@ -8,16 +9,88 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <google/protobuf/util/message_differencer.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "daemon/log.h"
 #include "daemon/tls.h"
 
 namespace slimkv::daemon {
 
+namespace {
+
+std::string Describe(const v1::TenantPolicy& p) {
+  return absl::StrCat(v1::Mode_Name(p.mode()), " ", v1::Quant_Name(p.quant()),
+                      " error_tolerance ", p.error_tolerance());
+}
+
+std::string DescribeQuota(const v1::TenantConfig& t) {
+  return absl::StrCat("host ", t.host_quota_bytes(), " disk ", t.disk_quota_bytes(), " ",
+                      v1::TenantConfig::OverQuota_Name(t.over_quota()));
+}
+
+// Collects the paths of the fields two configs differ in ("listen", "tenants[1].token_sha256").
+class FieldPaths : public google::protobuf::util::MessageDifferencer::Reporter {
+ public:
+  using SpecificField = google::protobuf::util::MessageDifferencer::SpecificField;
+  void ReportAdded(const google::protobuf::Message&, const google::protobuf::Message&,
+                   const std::vector<SpecificField>& path) override {
+    Add(path, " (added)");
+  }
+  void ReportDeleted(const google::protobuf::Message&, const google::protobuf::Message&,
+                     const std::vector<SpecificField>& path) override {
+    Add(path, " (removed)");
+  }
+  void ReportModified(const google::protobuf::Message&, const google::protobuf::Message&,
+                      const std::vector<SpecificField>& path) override {
+    Add(path, "");
+  }
+  const std::vector<std::string>& paths() const { return paths_; }
+
+ private:
+  void Add(const std::vector<SpecificField>& path, const char* what) {
+    std::string p;
+    for (const SpecificField& f : path) {
+      if (f.field == nullptr) continue;
+      absl::StrAppend(&p, p.empty() ? "" : ".", f.field->name());
+      if (f.field->is_repeated()) {
+        absl::StrAppend(&p, "[", f.new_index >= 0 ? f.new_index : f.index, "]");
+      }
+    }
+    paths_.push_back(absl::StrCat(p, what));
+  }
+  std::vector<std::string> paths_;
+};
+
+// The fields of `next` that differ from `running` other than those Reload applies.
+std::vector<std::string> FixedFieldChanges(v1::DaemonConfig running, v1::DaemonConfig next) {
+  for (v1::DaemonConfig* c : {&running, &next}) {
+    c->clear_default_policy();
+    for (v1::TenantConfig& t : *c->mutable_tenants()) {
+      t.clear_policy();
+      t.clear_host_quota_bytes();
+      t.clear_disk_quota_bytes();
+      t.clear_over_quota();
+    }
+  }
+  google::protobuf::util::MessageDifferencer differ;
+  const auto* tenants = v1::DaemonConfig::descriptor()->FindFieldByName("tenants");
+  differ.TreatAsMap(tenants, v1::TenantConfig::descriptor()->FindFieldByName("id"));
+  FieldPaths paths;
+  differ.ReportDifferencesTo(&paths);
+  differ.Compare(running, next);
+  return paths.paths();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& config) {
   std::unique_ptr<Daemon> d(new Daemon());
-  d->config_ = config;
+  {
+    std::lock_guard<std::mutex> lock(d->reload_mu_);
+    d->config_ = config;
+  }
 
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir(), ec);
@@ -37,26 +110,37 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
       config.latent_rank() != 0
           ? kernels::RankRule{.fixed_rank = static_cast<int>(config.latent_rank())}
           : kernels::RankRule{.energy = config.latent_energy()};
-  d->cache_ = std::make_unique<cache::KvCache>(options);
-  for (const v1::TenantConfig& t : config.tenants()) {
-    d->cache_->host().SetQuota(
-        t.id(), {.bytes = t.host_quota_bytes(),
-                 .reject = t.over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT});
+  options.demotion_queue_bytes = config.disk().demotion_queue_bytes();
+  options.write_through = config.disk().sync() && !config.disk().disabled();
+  std::unique_ptr<cache::DiskTier> disk;
+  if (!config.disk().disabled()) {
+    cache::DiskTierOptions o{.path = (std::filesystem::path(config.data_dir()) / "pages").string(),
+                             .budget_bytes = config.disk().budget_bytes(),
+                             .sync = config.disk().sync()};
+    for (const v1::TenantConfig& t : config.tenants()) {
+      o.quotas[t.id()] = {.bytes = t.disk_quota_bytes(),
+                          .reject = t.over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT};
+    }
+    auto opened = cache::DiskTier::Open(std::move(o));
+    if (!opened.ok()) return opened.status();
+    disk = *std::move(opened);
+    const cache::DiskRebuildStats& r = disk->rebuild_stats();
+    LogInfo("disk tier: ", r.records, " pages (", disk->used_bytes(), " bytes) indexed in ",
+            r.seconds, " s; ", r.dropped, " records failed their check and were dropped, ",
+            r.evicted, " evicted to fit the budget and quotas");
   }
+  d->cache_ = std::make_unique<cache::KvCache>(options, std::move(disk));
+  for (const v1::TenantConfig& t : config.tenants()) {
+    if (!t.share_group().empty()) d->cache_->SetNamespace(t.id(), "group:" + t.share_group());
+  }
+  auto settings = TenantSettings::Load(config, d->cache_.get());
+  if (!settings.ok()) return settings.status();
+  d->settings_ = *std::move(settings);
   d->auth_ = std::make_unique<Authenticator>(config);
 
   auto metrics = Metrics::Create(config.metrics_listen(), d->cache_.get());
   if (!metrics.ok()) return metrics.status();
   d->metrics_ = *std::move(metrics);
-  auto policy_of = [](const v1::TenantPolicy& p) {
-    return cache::TenantPolicy{.mode = static_cast<cache::Mode>(p.mode()),
-                               .quant = static_cast<cache::Quant>(p.quant()),
-                               .tolerance = p.error_tolerance()};
-  };
-  d->cache_->SetPolicy(std::string(kDefaultTenant), policy_of(config.default_policy()));
-  for (const v1::TenantConfig& t : config.tenants()) {
-    d->cache_->SetPolicy(t.id(), policy_of(t.policy()));
-  }
   d->service_ = std::make_unique<CacheService>(d->cache_.get(), d->auth_.get(),
                                                d->metrics_.get(), config.get_chunk_bytes(),
                                                config.verify_one_in());
@@ -69,6 +153,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen(), *credentials, &d->port_);
   builder.RegisterService(d->service_.get());
+  d->admin_ = std::make_unique<AdminService>(d->cache_.get(), d->settings_.get(), d->auth_.get(),
+                                             d->metrics_.get());
+  builder.RegisterService(d->admin_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes()));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes()));
   d->server_ = builder.BuildAndStart();
@@ -91,6 +178,53 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
                                                    "tenant 'default', unauthenticated)")
                                      : absl::StrCat(config.tenants_size(), " tenants"));
   return d;
+}
+
+absl::Status Daemon::Reload(const absl::StatusOr<v1::DaemonConfig>& next) {
+  if (!next.ok()) {
+    LogError("config reload refused, keeping the running policies and quotas: ",
+             next.status().message());
+    metrics_->RecordReload(false);
+    return next.status();
+  }
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  if (const std::vector<std::string> ignored = FixedFieldChanges(config_, *next);
+      !ignored.empty()) {
+    LogWarning("config reload: ignored until restart (only tenant policies and quotas reload): ",
+               absl::StrJoin(ignored, ", "));
+  }
+  v1::DaemonConfig applied = config_;
+  std::vector<std::string> changes;
+  if (Describe(applied.default_policy()) != Describe(next->default_policy())) {
+    if (applied.tenants().empty()) {
+      changes.push_back(absl::StrCat("default_policy ", Describe(applied.default_policy()),
+                                     " -> ", Describe(next->default_policy())));
+    }
+    *applied.mutable_default_policy() = next->default_policy();
+  }
+  for (v1::TenantConfig& t : *applied.mutable_tenants()) {
+    const auto n = std::find_if(next->tenants().begin(), next->tenants().end(),
+                                [&](const v1::TenantConfig& n) { return n.id() == t.id(); });
+    if (n == next->tenants().end()) continue;  // removed: reported above, kept as it runs
+    if (Describe(t.policy()) != Describe(n->policy())) {
+      changes.push_back(absl::StrCat("tenant ", t.id(), " policy ", Describe(t.policy()), " -> ",
+                                     Describe(n->policy())));
+    }
+    if (DescribeQuota(t) != DescribeQuota(*n)) {
+      changes.push_back(absl::StrCat("tenant ", t.id(), " quotas ", DescribeQuota(t), " -> ",
+                                     DescribeQuota(*n)));
+    }
+    *t.mutable_policy() = n->policy();
+    t.set_host_quota_bytes(n->host_quota_bytes());
+    t.set_disk_quota_bytes(n->disk_quota_bytes());
+    t.set_over_quota(n->over_quota());
+  }
+  settings_->Reload(applied);
+  config_ = std::move(applied);
+  metrics_->RecordReload(true);
+  LogInfo("config reloaded: ",
+          changes.empty() ? std::string("no policy or quota changed") : absl::StrJoin(changes, "; "));
+  return absl::OkStatus();
 }
 
 Daemon::~Daemon() {

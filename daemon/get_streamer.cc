@@ -109,8 +109,7 @@ bool GetStreamer::Next(v1::GetResponse* out) {
   uint64_t packed = 0, data_bytes = 0;
   while (page_ < keys_.size() && packed < chunk_bytes_) {
     if (pinned_ == nullptr) {
-      cache::Tier tier;
-      pinned_ = cache_->Get(keys_[page_], &tier);
+      pinned_ = cache_->Get(keys_[page_], &pinned_tier_);
       if (pinned_ == nullptr) {  // evicted or deleted since the header: end with a prefix
         keys_.resize(page_);
         break;
@@ -150,6 +149,7 @@ bool GetStreamer::Next(v1::GetResponse* out) {
       if (++tensor_ == TensorsPerLayer() * page.geometry.num_layers) {
         tensor_ = 0;
         ++page_;
+        if (metrics_ != nullptr) metrics_->RecordServedPage(tenant_, pinned_tier_, page);
         pinned_.reset();
       }
     }

@@ -68,6 +68,7 @@ class GetStreamer {
   bool header_sent_ = false;
   size_t page_ = 0;                           // index into keys_
   std::shared_ptr<const cache::Page> pinned_;  // page page_, once its turn came
+  cache::Tier pinned_tier_ = cache::Tier::kHost;  // where pinned_ came from
   uint32_t tensor_ = 0;                       // layer · TensorsPerLayer() + (0: K or STORED, 1: V)
   uint64_t offset_ = 0;                       // bytes of the current tensor already sent
   bool tensor_loaded_ = false;

@@ -23,14 +23,30 @@ ABSL_FLAG(std::string, ready_file, "",
 
 namespace {
 
-// The stop signals are turned into a byte on this pipe, read by one thread: a handler rather than
-// a blocked mask, because libraries start threads before main (OpenBLAS's pool) and any thread
-// may receive the signal.
-int stop_pipe[2] = {-1, -1};
+// Signals are turned into a byte on this pipe, read by one thread: a handler rather than a
+// blocked mask, because libraries start threads before main (OpenBLAS's pool) and any thread
+// may receive the signal. SIGINT and SIGTERM stop the daemon; SIGHUP reloads the config file.
+int signal_pipe[2] = {-1, -1};
 
-void OnStopSignal(int sig) {
+void OnSignal(int sig) {
   const char byte = static_cast<char>(sig);
-  (void)!write(stop_pipe[1], &byte, 1);
+  (void)!write(signal_pipe[1], &byte, 1);
+}
+
+// The config the daemon runs: --config's file (or the embedded defaults), then the flags that
+// override it, checked together (--listen may move plaintext off loopback).
+absl::StatusOr<slimkv::v1::DaemonConfig> LoadConfig() {
+  absl::StatusOr<slimkv::v1::DaemonConfig> config =
+      absl::GetFlag(FLAGS_config).empty()
+          ? slimkv::daemon::Finalize(slimkv::daemon::DefaultConfig())
+          : slimkv::daemon::LoadConfigFile(absl::GetFlag(FLAGS_config));
+  if (!config.ok()) return config;
+  if (!absl::GetFlag(FLAGS_listen).empty()) config->set_listen(absl::GetFlag(FLAGS_listen));
+  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
+    config->set_metrics_listen(absl::GetFlag(FLAGS_metrics_listen));
+  }
+  if (!absl::GetFlag(FLAGS_data_dir).empty()) config->set_data_dir(absl::GetFlag(FLAGS_data_dir));
+  return slimkv::daemon::Finalize(*std::move(config));
 }
 
 }  // namespace
@@ -39,32 +55,17 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("slimkvd [--config FILE] [--listen HOST:PORT] ...");
   absl::ParseCommandLine(argc, argv);
 
-  if (pipe(stop_pipe) != 0) {
+  if (pipe(signal_pipe) != 0) {
     slimkv::LogError("cannot create the signal pipe");
     return 1;
   }
-  struct sigaction on_stop = {};
-  on_stop.sa_handler = OnStopSignal;
-  sigemptyset(&on_stop.sa_mask);
-  on_stop.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &on_stop, nullptr);
-  sigaction(SIGTERM, &on_stop, nullptr);
+  struct sigaction on_signal = {};
+  on_signal.sa_handler = OnSignal;
+  sigemptyset(&on_signal.sa_mask);
+  on_signal.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &on_signal, nullptr);
 
-  absl::StatusOr<slimkv::v1::DaemonConfig> config =
-      absl::GetFlag(FLAGS_config).empty()
-          ? slimkv::daemon::Finalize(slimkv::daemon::DefaultConfig())
-          : slimkv::daemon::LoadConfigFile(absl::GetFlag(FLAGS_config));
-  if (!config.ok()) {
-    slimkv::LogError(config.status().message());
-    return 2;
-  }
-  if (!absl::GetFlag(FLAGS_listen).empty()) config->set_listen(absl::GetFlag(FLAGS_listen));
-  if (!absl::GetFlag(FLAGS_metrics_listen).empty()) {
-    config->set_metrics_listen(absl::GetFlag(FLAGS_metrics_listen));
-  }
-  if (!absl::GetFlag(FLAGS_data_dir).empty()) config->set_data_dir(absl::GetFlag(FLAGS_data_dir));
-  // Checked again with the flags applied: --listen may have moved plaintext off loopback.
-  config = slimkv::daemon::Finalize(*std::move(config));
+  const absl::StatusOr<slimkv::v1::DaemonConfig> config = LoadConfig();
   if (!config.ok()) {
     slimkv::LogError(config.status().message());
     return 2;
@@ -82,11 +83,23 @@ int main(int argc, char** argv) {
   }
 
   std::thread waiter([&] {
-    char sig = 0;
-    while (read(stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    for (;;) {
+      char sig = 0;
+      const ssize_t n = read(signal_pipe[0], &sig, 1);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 1 && sig == SIGHUP) {
+        if (absl::GetFlag(FLAGS_config).empty()) {
+          slimkv::LogWarning("slimkvd: SIGHUP without --config: nothing to reload");
+        } else {
+          slimkv::LogInfo("slimkvd: SIGHUP, reloading ", absl::GetFlag(FLAGS_config));
+          (void)(*daemon)->Reload(LoadConfig());  // logs and counts the outcome itself
+        }
+        continue;
+      }
+      slimkv::LogInfo("slimkvd: signal ", int{sig}, ", shutting down");
+      (*daemon)->Shutdown();
+      return;
     }
-    slimkv::LogInfo("slimkvd: signal ", int{sig}, ", shutting down");
-    (*daemon)->Shutdown();
   });
   (*daemon)->Wait();
   waiter.join();

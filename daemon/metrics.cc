@@ -1,6 +1,8 @@
 #include "daemon/metrics.h"
 
 #include <exception>
+#include <iterator>
+#include <stdexcept>
 
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
@@ -16,6 +18,140 @@
 namespace slimkv::daemon {
 
 namespace {
+
+using prometheus::MetricType;
+
+// Every metric slimkvd exports, in one list: the enum names them in code, kMetrics gives each
+// its exported name, type and help (docs/metrics.md documents each with its labels).
+enum class Id {
+  // Recorded as things happen: prometheus-cpp families in the registry.
+  kRpcs,
+  kRpcSeconds,
+  kPayloadBytes,
+  kFallbacks,
+  kRelativeError,
+  kReconstructionSeconds,
+  kDispatches,
+  kTierHitTokens,
+  kServedLayers,
+  kConfigReloads,
+  // Read from the cache's own accounting at scrape time: CacheCollector.
+  kStoredBytes,
+  kStoredPages,
+  kLogicalBytes,
+  kModeStoredBytes,
+  kModeLogicalBytes,
+  kEvictions,
+  kLookups,
+  kHitTokens,
+  kMissTokens,
+  kBudget,
+  kQuota,
+  kErrorTolerance,
+  kPolicyInfo,
+  kRegisteredModels,
+  kPutInflightBytes,
+  kGpuMemoryUsed,
+  kDemotions,
+  kPromotions,
+  kDiskWrittenBytes,
+  kDiskReadBytes,
+  kChecksumFailures,
+  kDiskErrors,
+  kDemotionsDropped,
+  kDemotionQueueBytes,
+  kCount
+};
+
+struct Def {
+  Id id;
+  const char* name;
+  MetricType type;
+  const char* help;
+};
+
+constexpr Def kMetrics[] = {
+    {Id::kRpcs, "slimkv_rpcs_total", MetricType::Counter,
+     "Finished RPCs by tenant, method and gRPC status code."},
+    {Id::kRpcSeconds, "slimkv_rpc_duration_seconds", MetricType::Histogram,
+     "Time from an RPC's start to its final status, by tenant and method."},
+    {Id::kPayloadBytes, "slimkv_payload_bytes_total", MetricType::Counter,
+     "Tensor bytes received by Put (direction=in) and sent by Get (out)."},
+    {Id::kFallbacks, "slimkv_fallbacks_total", MetricType::Counter,
+     "Page layers stored in full although another mode was asked for, by tenant, requested "
+     "mode and reason."},
+    {Id::kRelativeError, "slimkv_reconstruction_relative_error", MetricType::Histogram,
+     "Relative Frobenius error of a layer's reconstruction measured at put, by tenant, mode and "
+     "quantizer (the larger of K's and V's)."},
+    {Id::kReconstructionSeconds, "slimkv_reconstruction_duration_seconds", MetricType::Histogram,
+     "Time to reconstruct one page layer into the engine layout, by tenant and stored mode."},
+    {Id::kDispatches, "slimkv_kernel_dispatches_total", MetricType::Counter,
+     "Codec and attention kernel calls by device (cpu, gpu), operation (encode, decode, "
+     "attend) and mode."},
+    {Id::kTierHitTokens, "slimkv_tier_hit_tokens_total", MetricType::Counter,
+     "Prompt tokens that lookups found cached, by tenant and the tier holding their page."},
+    {Id::kServedLayers, "slimkv_served_layers_total", MetricType::Counter,
+     "Page layers Get returned, by tenant, the tier the page came from, and the layer's stored "
+     "mode and quantizer."},
+    {Id::kConfigReloads, "slimkv_config_reloads_total", MetricType::Counter,
+     "Config reloads on SIGHUP by result (ok: policies and quotas applied; error: the file was "
+     "refused and the running ones kept)."},
+    {Id::kStoredBytes, "slimkv_stored_bytes", MetricType::Gauge,
+     "Bytes the cached pages occupy, payload plus per-page overhead."},
+    {Id::kStoredPages, "slimkv_stored_pages", MetricType::Gauge, "Cached pages."},
+    {Id::kLogicalBytes, "slimkv_logical_bytes", MetricType::Gauge,
+     "Bytes the cached pages would occupy stored in full mode."},
+    {Id::kModeStoredBytes, "slimkv_mode_stored_bytes", MetricType::Gauge,
+     "Payload bytes of the cached page layers by stored mode and quantizer (no page overhead)."},
+    {Id::kModeLogicalBytes, "slimkv_mode_logical_bytes", MetricType::Gauge,
+     "Bytes the cached page layers of each stored mode and quantizer would occupy in full mode."},
+    {Id::kEvictions, "slimkv_evictions_total", MetricType::Counter,
+     "Pages evicted to make room."},
+    {Id::kLookups, "slimkv_lookups_total", MetricType::Counter, "Lookup calls."},
+    {Id::kHitTokens, "slimkv_hit_tokens_total", MetricType::Counter,
+     "Prompt tokens that lookups found cached."},
+    {Id::kMissTokens, "slimkv_miss_tokens_total", MetricType::Counter,
+     "Prompt tokens that lookups did not find cached."},
+    {Id::kBudget, "slimkv_tier_budget_bytes", MetricType::Gauge, "Byte budget of each tier."},
+    {Id::kQuota, "slimkv_quota_bytes", MetricType::Gauge,
+     "Per-tenant byte quota of each tier (tenants without one: absent)."},
+    {Id::kErrorTolerance, "slimkv_error_tolerance", MetricType::Gauge,
+     "Relative error a tenant's stored layers may add (its policy's error_tolerance)."},
+    {Id::kPolicyInfo, "slimkv_tenant_policy_info", MetricType::Gauge,
+     "A tenant's storage policy: always 1, labelled with its mode and quantizer."},
+    {Id::kRegisteredModels, "slimkv_registered_models", MetricType::Gauge, "Models registered."},
+    {Id::kPutInflightBytes, "slimkv_put_inflight_bytes", MetricType::Gauge,
+     "Bytes of pages that Put streams are receiving (bounded by max_put_inflight_bytes)."},
+    {Id::kGpuMemoryUsed, "slimkv_gpu_memory_used_bytes", MetricType::Gauge,
+     "Device memory the daemon holds on GPUs (0: no GPU tier)."},
+    {Id::kDemotions, "slimkv_demotions_total", MetricType::Counter,
+     "Pages written to the disk tier when the host tier evicted them."},
+    {Id::kPromotions, "slimkv_promotions_total", MetricType::Counter,
+     "Pages read from the disk tier back into the host tier by a get."},
+    {Id::kDiskWrittenBytes, "slimkv_disk_written_bytes_total", MetricType::Counter,
+     "Record bytes written to the disk tier."},
+    {Id::kDiskReadBytes, "slimkv_disk_read_bytes_total", MetricType::Counter,
+     "Record bytes read from the disk tier."},
+    {Id::kChecksumFailures, "slimkv_checksum_failures_total", MetricType::Counter,
+     "Stored records that failed their checksum; each was dropped, never served."},
+    {Id::kDiskErrors, "slimkv_disk_errors_total", MetricType::Counter,
+     "Disk tier operations that failed with an I/O error, by operation."},
+    {Id::kDemotionsDropped, "slimkv_demotions_dropped_total", MetricType::Counter,
+     "Host-evicted pages never written to disk: demotion queue full, or no room for them."},
+    {Id::kDemotionQueueBytes, "slimkv_demotion_queue_bytes", MetricType::Gauge,
+     "Bytes of evicted pages waiting for the disk writer."},
+};
+static_assert(std::size(kMetrics) == static_cast<size_t>(Id::kCount));
+
+constexpr bool InEnumOrder() {
+  for (size_t i = 0; i < std::size(kMetrics); ++i) {
+    if (kMetrics[i].id != static_cast<Id>(i)) return false;
+  }
+  return true;
+}
+static_assert(InEnumOrder(), "kMetrics must list the metrics in the order of Id");
+
+const Def& DefOf(Id id) { return kMetrics[static_cast<size_t>(id)]; }
 
 // RPC latency buckets: 50 µs to 10 s, about three per decade.
 const prometheus::Histogram::BucketBoundaries kLatencyBuckets = {
@@ -48,6 +184,9 @@ struct Metrics::Families {
   prometheus::Family<prometheus::Histogram>& relative_error;
   prometheus::Family<prometheus::Histogram>& reconstruction_seconds;
   prometheus::Family<prometheus::Counter>& dispatches;
+  prometheus::Family<prometheus::Counter>& tier_hit_tokens;
+  prometheus::Family<prometheus::Counter>& served_layers;
+  prometheus::Family<prometheus::Counter>& config_reloads;
 };
 
 // Turns the cache's own accounting into metric families at scrape time.
@@ -56,59 +195,80 @@ class Metrics::CacheCollector : public prometheus::Collectable {
   explicit CacheCollector(cache::KvCache* cache) : cache_(cache) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
-    using prometheus::MetricType;
-    auto family = [](std::string name, std::string help, MetricType type) {
+    std::vector<prometheus::MetricFamily> out;
+    for (size_t i = static_cast<size_t>(Id::kStoredBytes); i < std::size(kMetrics); ++i) {
       prometheus::MetricFamily f;
-      f.name = std::move(name);
-      f.help = std::move(help);
-      f.type = type;
-      return f;
-    };
-    auto stored_bytes = family("slimkv_stored_bytes",
-                               "Bytes the cached pages occupy, payload plus per-page overhead.",
-                               MetricType::Gauge);
-    auto stored_pages = family("slimkv_stored_pages", "Cached pages.", MetricType::Gauge);
-    auto logical_bytes = family("slimkv_logical_bytes",
-                                "Bytes the cached pages would occupy stored in full mode.",
-                                MetricType::Gauge);
-    auto evictions = family("slimkv_evictions_total", "Pages evicted to make room.",
-                            MetricType::Counter);
-    auto lookups = family("slimkv_lookups_total", "Lookup calls.", MetricType::Counter);
-    auto hit_tokens = family("slimkv_hit_tokens_total",
-                             "Prompt tokens that lookups found cached.", MetricType::Counter);
-    auto miss_tokens = family("slimkv_miss_tokens_total",
-                              "Prompt tokens that lookups did not find cached.",
-                              MetricType::Counter);
-    auto budget = family("slimkv_tier_budget_bytes", "Byte budget of each tier.",
-                         MetricType::Gauge);
-    auto models = family("slimkv_registered_models", "Models registered.", MetricType::Gauge);
-    auto quota = family("slimkv_quota_bytes",
-                        "Per-tenant byte quota of each tier (tenants without one: absent).",
-                        MetricType::Gauge);
-
-    auto add = [](prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels,
-                  double value) {
+      f.name = kMetrics[i].name;
+      f.help = kMetrics[i].help;
+      f.type = kMetrics[i].type;
+      out.push_back(std::move(f));
+    }
+    auto add = [&out](Id id, std::vector<prometheus::ClientMetric::Label> labels, double value) {
+      prometheus::MetricFamily& f = out[static_cast<size_t>(id) - static_cast<size_t>(Id::kStoredBytes)];
       prometheus::ClientMetric m;
       m.label = std::move(labels);
       (f.type == MetricType::Counter ? m.counter.value : m.gauge.value) = value;
       f.metric.push_back(std::move(m));
     };
+
+    const bool has_disk = cache_->disk() != nullptr;
     for (const auto& [tenant, s] : cache_->AllStats()) {
-      const std::vector<prometheus::ClientMetric::Label> tier_labels = {{"tenant", tenant},
-                                                                        {"tier", "host"}};
-      add(stored_bytes, tier_labels, s.host.stored_bytes);
-      add(stored_pages, tier_labels, s.host.pages);
-      add(logical_bytes, tier_labels, s.host.logical_bytes);
-      add(evictions, tier_labels, s.host.evictions);
-      if (s.host_quota.bytes != 0) add(quota, tier_labels, s.host_quota.bytes);
-      add(lookups, {{"tenant", tenant}}, s.lookups);
-      add(hit_tokens, {{"tenant", tenant}}, s.hit_tokens);
-      add(miss_tokens, {{"tenant", tenant}}, s.miss_tokens);
+      auto add_tier = [&](const char* tier, const cache::TenantUsage& u,
+                          const cache::TenantQuota& q) {
+        const std::vector<prometheus::ClientMetric::Label> labels = {{"tenant", tenant},
+                                                                     {"tier", tier}};
+        add(Id::kStoredBytes, labels, u.stored_bytes);
+        add(Id::kStoredPages, labels, u.pages);
+        add(Id::kLogicalBytes, labels, u.logical_bytes);
+        add(Id::kEvictions, labels, u.evictions);
+        if (q.bytes != 0) add(Id::kQuota, labels, q.bytes);
+      };
+      add_tier("host", s.host, s.host_quota);
+      if (has_disk) add_tier("disk", s.disk, s.disk_quota);
+      add(Id::kLookups, {{"tenant", tenant}}, s.lookups);
+      add(Id::kHitTokens, {{"tenant", tenant}}, s.hit_tokens);
+      add(Id::kMissTokens, {{"tenant", tenant}}, s.miss_tokens);
+      if (has_disk) {
+        add(Id::kDemotions, {{"tenant", tenant}}, s.demotions);
+        add(Id::kPromotions, {{"tenant", tenant}}, s.promotions);
+        add(Id::kDiskWrittenBytes, {{"tenant", tenant}}, s.disk_written_bytes);
+        add(Id::kDiskReadBytes, {{"tenant", tenant}}, s.disk_read_bytes);
+      }
     }
-    add(budget, {{"tier", "host"}}, cache_->host().budget_bytes());
-    add(models, {}, cache_->models().size());
-    return {stored_bytes, stored_pages, logical_bytes, evictions, lookups,
-            hit_tokens,   miss_tokens,  budget,        models,    quota};
+    if (has_disk) {
+      const cache::DiskStats d = cache_->disk_stats();
+      add(Id::kBudget, {{"tier", "disk"}}, cache_->disk()->budget_bytes());
+      add(Id::kChecksumFailures, {{"tier", "disk"}}, d.checksum_failures);
+      for (const char* op : {"insert", "read", "erase"}) {
+        auto it = d.errors.find(op);
+        add(Id::kDiskErrors, {{"op", op}}, it == d.errors.end() ? 0 : it->second);
+      }
+      add(Id::kDemotionsDropped, {}, d.demotions_dropped);
+      add(Id::kDemotionQueueBytes, {}, d.queued_bytes);
+    }
+    for (const auto& [tenant, modes] : cache_->host().ModeUsageByTenant()) {
+      for (const auto& [mode_quant, u] : modes) {
+        const std::vector<prometheus::ClientMetric::Label> labels = {
+            {"tenant", tenant},
+            {"tier", "host"},
+            {"mode", cache::ModeName(mode_quant.first)},
+            {"quant", cache::QuantName(mode_quant.second)}};
+        add(Id::kModeStoredBytes, labels, u.stored_bytes);
+        add(Id::kModeLogicalBytes, labels, u.logical_bytes);
+      }
+    }
+    for (const auto& [tenant, p] : cache_->Policies()) {
+      add(Id::kErrorTolerance, {{"tenant", tenant}}, p.tolerance);
+      add(Id::kPolicyInfo,
+          {{"tenant", tenant}, {"mode", cache::ModeName(p.mode)}, {"quant", cache::QuantName(p.quant)}},
+          1);
+    }
+    add(Id::kBudget, {{"tier", "host"}}, cache_->host().budget_bytes());
+    add(Id::kRegisteredModels, {}, cache_->models().size());
+    add(Id::kPutInflightBytes, {}, cache_->inflight_bytes());
+    // No GPU tier and no device allocations yet: the daemon holds no GPU memory.
+    add(Id::kGpuMemoryUsed, {}, 0);
+    return out;
   }
 
  private:
@@ -123,39 +283,35 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view liste
   try {
     m->registry_ = std::make_shared<prometheus::Registry>();
     auto& r = *m->registry_;
+    auto checked = [](Id id, MetricType type) -> const Def& {
+      if (DefOf(id).type != type) {
+        throw std::logic_error(absl::StrCat(DefOf(id).name, " is not declared with this type"));
+      }
+      return DefOf(id);
+    };
+    auto counter = [&](Id id) -> prometheus::Family<prometheus::Counter>& {
+      const Def& d = checked(id, MetricType::Counter);
+      return prometheus::BuildCounter().Name(d.name).Help(d.help).Register(r);
+    };
+    auto histogram = [&](Id id) -> prometheus::Family<prometheus::Histogram>& {
+      const Def& d = checked(id, MetricType::Histogram);
+      return prometheus::BuildHistogram().Name(d.name).Help(d.help).Register(r);
+    };
     m->families_.reset(new Families{
-        prometheus::BuildCounter()
-            .Name("slimkv_rpcs_total")
-            .Help("Finished RPCs by tenant, method and gRPC status code.")
-            .Register(r),
-        prometheus::BuildHistogram()
-            .Name("slimkv_rpc_duration_seconds")
-            .Help("Time from an RPC's start to its final status, by tenant and method.")
-            .Register(r),
-        prometheus::BuildCounter()
-            .Name("slimkv_payload_bytes_total")
-            .Help("Tensor bytes received by Put (direction=in) and sent by Get (out).")
-            .Register(r),
-        prometheus::BuildCounter()
-            .Name("slimkv_fallbacks_total")
-            .Help("Page layers stored in full although another mode was asked for, by tenant, "
-                  "requested mode and reason.")
-            .Register(r),
-        prometheus::BuildHistogram()
-            .Name("slimkv_reconstruction_relative_error")
-            .Help("Relative Frobenius error of a layer's reconstruction measured at put, by "
-                  "tenant, mode and quantizer (the larger of K's and V's).")
-            .Register(r),
-        prometheus::BuildHistogram()
-            .Name("slimkv_reconstruction_duration_seconds")
-            .Help("Time to reconstruct one page layer into the engine layout, by tenant and "
-                  "stored mode.")
-            .Register(r),
-        prometheus::BuildCounter()
-            .Name("slimkv_kernel_dispatches_total")
-            .Help("Codec calls by device (cpu, gpu), operation and mode.")
-            .Register(r),
+        counter(Id::kRpcs),
+        histogram(Id::kRpcSeconds),
+        counter(Id::kPayloadBytes),
+        counter(Id::kFallbacks),
+        histogram(Id::kRelativeError),
+        histogram(Id::kReconstructionSeconds),
+        counter(Id::kDispatches),
+        counter(Id::kTierHitTokens),
+        counter(Id::kServedLayers),
+        counter(Id::kConfigReloads),
     });
+    // Both results exist from the start, so that an alert on failed reloads has a series.
+    m->families_->config_reloads.Add({{"result", "ok"}});
+    m->families_->config_reloads.Add({{"result", "error"}});
     m->cache_collector_ = std::make_shared<CacheCollector>(cache);
     m->exposer_ = std::make_unique<prometheus::Exposer>(std::string(listen));
     m->exposer_->RegisterCollectable(m->registry_);
@@ -167,6 +323,12 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view liste
 }
 
 Metrics::~Metrics() = default;
+
+std::vector<std::string> Metrics::Names() {
+  std::vector<std::string> names;
+  for (const Def& d : kMetrics) names.push_back(d.name);
+  return names;
+}
 
 void Metrics::RecordRpc(absl::string_view tenant, absl::string_view method,
                         absl::StatusCode code, double seconds) {
@@ -221,6 +383,42 @@ void Metrics::RecordReconstruction(absl::string_view tenant, cache::Mode mode, d
   families_->dispatches
       .Add({{"device", "cpu"}, {"op", "decode"}, {"mode", cache::ModeName(mode)}})
       .Increment();
+}
+
+void Metrics::RecordAttendCalls(const cache::AttendCalls& calls) {
+  for (size_t m = 0; m < calls.by_mode.size(); ++m) {
+    if (calls.by_mode[m] == 0) continue;
+    families_->dispatches
+        .Add({{"device", "cpu"},
+              {"op", "attend"},
+              {"mode", cache::ModeName(static_cast<cache::Mode>(m))}})
+        .Increment(calls.by_mode[m]);
+  }
+}
+
+void Metrics::RecordLookupHits(absl::string_view tenant, std::span<const cache::Tier> page_tiers,
+                               uint32_t page_tokens) {
+  for (const cache::Tier tier : page_tiers) {
+    families_->tier_hit_tokens
+        .Add({{"tenant", std::string(tenant)}, {"tier", cache::TierName(tier)}})
+        .Increment(page_tokens);
+  }
+}
+
+void Metrics::RecordServedPage(absl::string_view tenant, cache::Tier tier,
+                               const cache::Page& page) {
+  for (const cache::StoredLayer& l : page.layers) {
+    families_->served_layers
+        .Add({{"tenant", std::string(tenant)},
+              {"tier", cache::TierName(tier)},
+              {"mode", cache::ModeName(l.mode)},
+              {"quant", cache::QuantName(l.quant)}})
+        .Increment();
+  }
+}
+
+void Metrics::RecordReload(bool ok) {
+  families_->config_reloads.Add({{"result", ok ? "ok" : "error"}}).Increment();
 }
 
 int Metrics::port() const { return exposer_->GetListeningPorts().front(); }

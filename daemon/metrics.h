@@ -1,20 +1,26 @@
 // slimkvd's Prometheus metrics: the one list of what the daemon exports, registered in one
 // place (Metrics::Create) and served on their own port.
 //
-// Two kinds: RPC metrics are updated as calls finish; cache metrics (stored bytes, pages,
-// lookups, evictions, ...) are read from the KvCache at scrape time, so they can never drift
-// from the cache's own accounting. Names and labels are documented in docs/metrics.md.
+// Every metric is declared in one list (metrics.cc, kMetrics) and registered by Create. Two
+// kinds: event metrics (RPCs, fallbacks, reconstructions, ...) are updated as things happen;
+// cache metrics (stored bytes, pages, lookups, evictions, policies, ...) are read from the
+// KvCache at scrape time, so they can never drift from the cache's own accounting. Names and
+// labels are documented in docs/metrics.md.
 //
 // Thread-safety: internally synchronized.
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "cache/kv_cache.h"
+#include "cache/page.h"
+#include "cache/page_attention.h"
 #include "cache/page_codec.h"
 
 namespace prometheus {
@@ -32,6 +38,9 @@ class Metrics {
                                                                        cache::KvCache* cache);
   ~Metrics();
 
+  // The names of every metric family slimkvd exports, in declaration order.
+  static std::vector<std::string> Names();
+
   // Records one finished RPC.
   void RecordRpc(absl::string_view tenant, absl::string_view method, absl::StatusCode code,
                  double seconds);
@@ -48,6 +57,17 @@ class Metrics {
                        uint64_t layers);
   // Records one layer reconstructed from `mode` by the CPU codecs in `seconds`.
   void RecordReconstruction(absl::string_view tenant, cache::Mode mode, double seconds);
+
+  // Records the CPU attention kernel calls of one Attend request, by the stored mode they ran on.
+  void RecordAttendCalls(const cache::AttendCalls& calls);
+
+  // Records the tiers of the pages a Lookup found (one entry per hit page of `page_tokens`).
+  void RecordLookupHits(absl::string_view tenant, std::span<const cache::Tier> page_tiers,
+                        uint32_t page_tokens);
+  // Records a page Get returned from `tier`: each layer under its stored mode and quantizer.
+  void RecordServedPage(absl::string_view tenant, cache::Tier tier, const cache::Page& page);
+  // Records a config reload on SIGHUP: applied (ok) or refused.
+  void RecordReload(bool ok);
 
   // The port /metrics listens on.
   int port() const;

@@ -1,35 +1,21 @@
 #include "kernels/codecs.h"
 
-#include <cblas.h>
-
 #include <cstring>
 #include <vector>
 
+#include "kernels/internal/blas_util.h"
 #include "kernels/internal/codec_util.h"
 
 namespace slimkv::kernels {
 namespace {
 
+using internal::AddRows;
+using internal::F32In;
+using internal::Gemm;
 using internal::LoadF32;
+using internal::OrNull;
 using internal::StoreF32;
-
-// An input as float32: the tensor itself when it already is, else a converted copy.
-class F32In {
- public:
-  F32In(ConstTensor t, int64_t n) {
-    if (t.dtype == DType::kF32) {
-      ptr_ = static_cast<const float*>(t.data);
-    } else {
-      copy_ = LoadF32(t, n);
-      ptr_ = copy_.data();
-    }
-  }
-  const float* get() const { return ptr_; }
-
- private:
-  std::vector<float> copy_;
-  const float* ptr_;
-};
+using internal::SubtractBiasTimes;
 
 // An output written as float32: straight into the tensor when it is float32, else into
 // scratch rounded to the tensor's dtype by Commit().
@@ -54,35 +40,6 @@ class F32Out {
   std::vector<float> scratch_;
   float* ptr_;
 };
-
-// C[m, n] = A[m, k]·op(B) + beta·C, row-major; op(B) = B [k, n] or, with trans_b, Bᵀ of B [n, k].
-void Gemm(int64_t m, int n, int k, const float* a, int lda, const float* b, int ldb, bool trans_b,
-          float beta, float* c, int ldc) {
-  if (m == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<int>(m), n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-}
-
-// Adds `bias` [cols] (if any) to every row of m [rows, cols] with leading dimension ld.
-void AddRows(float* m, int64_t rows, int cols, int ld, const float* bias) {
-  if (bias == nullptr) return;
-  for (int64_t r = 0; r < rows; ++r) {
-    float* row = m + r * ld;
-    for (int c = 0; c < cols; ++c) row[c] += bias[c];
-  }
-}
-
-// *acc −= bias·M for M [n_in, n_out]; a null bias changes nothing, and an empty *acc starts at
-// zero. An empty result means "no bias at all".
-void SubtractBiasTimes(const float* bias, const float* m, int n_in, int n_out,
-                       std::vector<float>* acc) {
-  if (bias == nullptr) return;
-  if (acc->empty()) acc->assign(n_out, 0.0f);
-  cblas_sgemv(CblasRowMajor, CblasTrans, n_in, n_out, -1.0f, m, n_out, bias, 1, 1.0f,
-              acc->data(), 1);
-}
-
-const float* OrNull(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
 
 // Applies R_p (or R_pᵀ) to K [T, h_kv, d_h] in place; nothing for a layer without RoPE.
 void RotateKeys(const KvCodecLayer& l, float* k, int64_t tokens, int heads,

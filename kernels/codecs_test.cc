@@ -37,16 +37,7 @@ struct Geometry {
 void PrintTo(const Geometry& g, std::ostream* os) { *os << g.name; }
 
 RopeParams MakeRope(const Geometry& g) {
-  RopeParams p;
-  p.theta = 10000;
-  p.head_dim = g.d_h;
-  p.rotary_dim = g.rotary_dim;
-  p.pairing = g.pairing;
-  p.scaling.type = g.scaling;
-  p.scaling.factor = 4.0;
-  p.scaling.original_max_position_embeddings = 512;
-  p.scaling.dynamic_seq_len = 2048;
-  return p;
+  return TestRope(g.d_h, g.rotary_dim, g.pairing, g.scaling);
 }
 
 class CodecConformance : public testing::TestWithParam<Geometry> {

@@ -14,7 +14,7 @@ packages=(
   libhiredis-dev redis-server
   prometheus
   nlohmann-json3-dev
-  openssl curl python3 python3-numpy python3-grpcio python3-protobuf
+  openssl curl python3 python3-yaml python3-numpy python3-grpcio python3-protobuf
 )
 
 missing=()

@@ -1,5 +1,6 @@
-// With a small host budget, puts beyond it evict least-recently-used pages, the budget is never
-// exceeded (sampled from /metrics), and lookups and gets stay correct.
+// With a small host budget and no disk tier, puts beyond it evict least-recently-used pages, the
+// budget is never exceeded (sampled from /metrics), and lookups and gets stay correct. (With a
+// disk tier the evicted pages are demoted instead: tests/tiers_test.cc.)
 #include <gtest/gtest.h>
 
 #include "clients/cpp/synthetic_model.h"
@@ -15,7 +16,8 @@ constexpr uint64_t kPageCost = 4 * 2 * 16 * 256 * 2 + 256;
 constexpr uint64_t kBudget = 10 * kPageCost;
 
 TEST(Budget, EvictsLeastRecentlyUsedAndNeverExceeds) {
-  auto d = DaemonProcess::Start("host_budget_bytes: " + std::to_string(kBudget));
+  auto d = DaemonProcess::Start("host_budget_bytes: " + std::to_string(kBudget) +
+                                " disk { disabled: true }");
   ASSERT_TRUE(d.ok()) << d.status();
   auto daemon = *std::move(d);
   auto client = daemon->NewClient();

@@ -1,6 +1,7 @@
 #include "tests/daemon_process.h"
 
 #include <arpa/inet.h>
+#include <openssl/sha.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
@@ -31,16 +33,46 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
   std::string tmpl = (fs::temp_directory_path() / "slimkvd-test-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) return absl::InternalError("mkdtemp failed");
   d->dir_ = tmpl;
-  const std::string config = d->dir_ + "/slimkvd.conf";
-  std::ofstream(config) << config_text << "\nlisten: \"127.0.0.1:0\"\n"
-                        << "metrics_listen: \"127.0.0.1:0\"\n"
-                        << "data_dir: \"" << d->dir_ << "/data\"\n";
-  const std::string ready = d->dir_ + "/ready";
-  const std::string log = d->dir_ + "/slimkvd.log";
+  if (absl::Status s = d->WriteConfig(config_text); !s.ok()) return s;
+  if (absl::Status s = d->Launch(); !s.ok()) return s;
+  return d;
+}
 
-  d->pid_ = fork();
-  if (d->pid_ < 0) return absl::InternalError("fork failed");
-  if (d->pid_ == 0) {
+absl::Status DaemonProcess::WriteConfig(const std::string& config_text) const {
+  // Written beside and renamed over, so that a reload never reads half a file.
+  const std::string config = dir_ + "/slimkvd.conf";
+  {
+    std::ofstream out(config + ".tmp");
+    out << config_text << "\nlisten: \"127.0.0.1:0\"\n"
+        << "metrics_listen: \"127.0.0.1:0\"\n"
+        << "data_dir: \"" << dir_ << "/data\"\n";
+    if (!out.flush()) return absl::InternalError("cannot write " + config + ".tmp");
+  }
+  std::error_code ec;
+  fs::rename(config + ".tmp", config, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot replace ", config, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+void DaemonProcess::Signal(int sig) const {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+absl::Status DaemonProcess::Restart() {
+  if (pid_ >= 0) return absl::FailedPreconditionError("slimkvd is still running");
+  return Launch();
+}
+
+absl::Status DaemonProcess::Launch() {
+  const std::string config = dir_ + "/slimkvd.conf";
+  const std::string ready = dir_ + "/ready";
+  const std::string log = dir_ + "/slimkvd.log";
+  fs::remove(ready);
+  port_ = metrics_port_ = 0;
+
+  pid_ = fork();
+  if (pid_ < 0) return absl::InternalError("fork failed");
+  if (pid_ == 0) {
     std::freopen(log.c_str(), "w", stderr);
     execl(SLIMKVD_PATH, "slimkvd", ("--config=" + config).c_str(),
           ("--ready_file=" + ready).c_str(), static_cast<char*>(nullptr));
@@ -48,18 +80,30 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (std::ifstream in(ready); in >> d->port_ >> d->metrics_port_) return d;
+    if (std::ifstream in(ready); in >> port_ >> metrics_port_) return absl::OkStatus();
     int status;
-    if (waitpid(d->pid_, &status, WNOHANG) == d->pid_) {
-      d->pid_ = -1;
-      std::ifstream in(log);
-      std::stringstream s;
-      s << in.rdbuf();
-      return absl::InternalError(absl::StrCat("slimkvd exited at start-up: ", s.str()));
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat("slimkvd exited at start-up: ", Log()));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a file, not syncing
   }
   return absl::DeadlineExceededError("slimkvd did not become ready within 20 s");
+}
+
+std::string DaemonProcess::Log() const {
+  std::ifstream in(dir_ + "/slimkvd.log");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void DaemonProcess::Kill() {
+  if (pid_ < 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
 }
 
 DaemonProcess::~DaemonProcess() {
@@ -79,14 +123,25 @@ int DaemonProcess::Stop() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
+  Kill();
   return -1;
 }
 
 std::unique_ptr<client::Client> DaemonProcess::NewClient(client::ClientOptions options) const {
   return client::Client::Connect(target(), options);
+}
+
+std::string TokenSha256(const std::string& token) {
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), d);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(d), sizeof(d)));
+}
+
+std::string TenantToken(const std::string& id) { return id + "-secret"; }
+
+std::string TenantBlock(const std::string& id, const std::string& extra) {
+  return absl::StrCat("tenants { id: \"", id, "\" token_sha256: \"", TokenSha256(TenantToken(id)),
+                      "\" ", extra, " }\n");
 }
 
 absl::StatusOr<std::string> ScrapeMetrics(int port) {

@@ -28,17 +28,39 @@ class DaemonProcess {
   const std::string& dir() const { return dir_; }
   std::unique_ptr<client::Client> NewClient(client::ClientOptions options = {}) const;
 
+  // Replaces the config file with `config_text`, the harness's listen, metrics_listen and
+  // data_dir appended as at Start (the daemon reads it again on SIGHUP).
+  [[nodiscard]] absl::Status WriteConfig(const std::string& config_text) const;
+  // Sends `sig` to the daemon.
+  void Signal(int sig) const;
+
   // SIGTERM and wait (bounded); returns the exit status, or -1 if it had to be killed.
   int Stop();
+  // SIGKILL: a crash, nothing flushed.
+  void Kill();
+  // Starts slimkvd again on the same config and data dir (after Stop or Kill), waiting as Start
+  // does. The ports change.
+  [[nodiscard]] absl::Status Restart();
+  // What slimkvd wrote to stderr since it was last started.
+  std::string Log() const;
 
  private:
   DaemonProcess() = default;
+  absl::Status Launch();
 
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
   std::string dir_;
 };
+
+// Lower-case hex SHA-256 of a bearer token, as the config holds it.
+std::string TokenSha256(const std::string& token);
+
+// A `tenants { ... }` config block for tenant `id`, whose token is TenantToken(id), with the
+// text-format fields `extra` inside.
+std::string TenantToken(const std::string& id);
+std::string TenantBlock(const std::string& id, const std::string& extra = "");
 
 // GET http://127.0.0.1:port/metrics, or the error.
 [[nodiscard]] absl::StatusOr<std::string> ScrapeMetrics(int port);

@@ -10,6 +10,7 @@
 #include "clients/cpp/synthetic_model.h"
 #include "gtest/gtest.h"
 #include "tests/daemon_process.h"
+#include "tests/model_pages.h"
 #include "tests/test_pages.h"
 
 namespace slimkv::testing {
@@ -23,18 +24,6 @@ using kernels::DType;
 
 constexpr uint32_t kPageTokens = 16;
 constexpr uint32_t kPages = 2;
-
-SyntheticModel Make(std::string arch, uint32_t d, uint32_t heads, uint32_t kv_heads,
-                    uint32_t head_dim) {
-  return SyntheticModel::Small(std::move(arch), d, heads, kv_heads, head_dim);
-}
-
-struct Geometry {
-  const char* name;
-  SyntheticModel model;
-  // Modes it takes from K,V (0), from x (1) or from the latent (2).
-  std::vector<std::pair<v1::Mode, v1::PageInput>> cases;
-};
 
 std::vector<Geometry> Geometries() {
   using P = std::pair<v1::Mode, v1::PageInput>;
@@ -56,46 +45,6 @@ std::vector<Geometry> Geometries() {
   };
 }
 
-std::vector<double> Random(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<double> normal(0, 1);
-  std::vector<double> v(n);
-  for (double& x : v) x = normal(rng);
-  return v;
-}
-
-std::vector<uint8_t> Fp32(const std::vector<double>& v) {
-  std::vector<uint8_t> out(v.size() * 4);
-  for (size_t i = 0; i < v.size(); ++i) {
-    const float f = static_cast<float>(v[i]);
-    std::memcpy(out.data() + 4 * i, &f, 4);
-  }
-  return out;
-}
-
-double RelErr(const float* got, const std::vector<double>& want) {
-  double diff = 0, ref = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (got[i] - want[i]) * (got[i] - want[i]);
-    ref += want[i] * want[i];
-  }
-  return std::sqrt(diff / ref);
-}
-
-// Registers the model and waits until its derived matrices are ready.
-ModelHandle RegisterReady(client::Client& c, const std::string& dir) {
-  for (int i = 0; i < 600; ++i) {
-    auto m = c.RegisterModelDir(dir, kPageTokens);
-    EXPECT_TRUE(m.ok()) << m.status();
-    if (!m.ok()) return {};
-    if (m->factors == v1::RegisterModelResponse::FACTORS_READY) return *m;
-    EXPECT_EQ(m->factors, v1::RegisterModelResponse::FACTORS_PENDING);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ADD_FAILURE() << "factors never became ready";
-  return {};
-}
-
 TEST(Modes, EveryGeometryEveryModeRoundTripsThroughTheDaemon) {
   // The projected latent at full rank (clamped to min(d, 2e)) is exact: every mode is checked
   // to 1e-5 here. Its lossy side (lower ranks, fallback on the measured error) is
@@ -106,9 +55,9 @@ TEST(Modes, EveryGeometryEveryModeRoundTripsThroughTheDaemon) {
   uint32_t seed = 1;
   for (const Geometry& g : Geometries()) {
     SCOPED_TRACE(g.name);
-    const std::string dir = absl::StrCat((*daemon)->dir(), "/", g.name);
-    ASSERT_TRUE(g.model.Write(dir).ok());
-    const ModelHandle model = RegisterReady(*client, dir);
+    auto registered = WriteAndRegister(*client, (*daemon)->dir(), g.name, g.model, kPageTokens);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    const ModelHandle model = *registered;
     ASSERT_FALSE(model.model_id.empty());
     for (const auto& [mode, input] : g.cases) {
       SCOPED_TRACE(absl::StrCat(v1::Mode_Name(mode), " from ", v1::PageInput_Name(input)));
@@ -123,7 +72,7 @@ TEST(Modes, EveryGeometryEveryModeRoundTripsThroughTheDaemon) {
         for (uint32_t l = 0; l < model.num_layers; ++l) {
           const bool latent = input == v1::PAGE_INPUT_LATENT;
           const std::vector<double> src =
-              Random(kPageTokens * (latent ? g.model.LatentDim() : g.model.hidden_size), seed++);
+              RandomNormal(kPageTokens * (latent ? g.model.LatentDim() : g.model.hidden_size), seed++);
           want[p].push_back(latent ? g.model.EngineKvFromLatent(l, src)
                                    : g.model.EngineKvFromX(l, src, positions));
           if (input == v1::PAGE_INPUT_KV) {
@@ -134,7 +83,7 @@ TEST(Modes, EveryGeometryEveryModeRoundTripsThroughTheDaemon) {
           }
         }
         pages[p].dtype = DType::kF32;
-        pages[p].bytes = Fp32(sent);
+        pages[p].bytes = Fp32Bytes(sent);
       }
       auto put = client->Put(model, tokens, 0, pages, PutOptions{.mode = mode, .input = input});
       ASSERT_TRUE(put.ok()) << put.status();
@@ -190,7 +139,9 @@ TEST(Modes, SlimOnGqaIsRefusedWithTheReason) {
   auto client = (*daemon)->NewClient();
   const std::string dir = (*daemon)->dir() + "/gqa";
   ASSERT_TRUE(Make("llama", 48, 4, 2, 16).Write(dir).ok());
-  const ModelHandle model = RegisterReady(*client, dir);
+  auto registered = RegisterWithFactors(*client, dir, kPageTokens);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    const ModelHandle model = *registered;
   const std::vector<uint32_t> tokens = Tokens(7, kPageTokens);
   auto put = client->Put(model, tokens, 0, MakePages(model, tokens, 0, DType::kBF16),
                          PutOptions{.mode = v1::MODE_SLIM});
@@ -211,7 +162,9 @@ TEST(Modes, QuantizedPagesAreMeasuredAndWithinTolerance) {
   const std::string dir = (*daemon)->dir() + "/mha";
   SyntheticModel m = Make("llama", 64, 4, 4, 16);
   ASSERT_TRUE(m.Write(dir).ok());
-  const ModelHandle model = RegisterReady(*client, dir);
+  auto registered = RegisterWithFactors(*client, dir, kPageTokens);
+    ASSERT_TRUE(registered.ok()) << registered.status();
+    const ModelHandle model = *registered;
   const std::vector<uint32_t> tokens = Tokens(9, kPageTokens);
   const std::vector<PageData> pages = MakePages(model, tokens, 0, DType::kBF16);
   auto put = client->Put(model, tokens, 0, pages,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Checks the deployment files in ops/: the Prometheus config passes `promtool check config` and
-# scrapes the sample config's metrics_listen; the systemd unit passes `systemd-analyze verify`
-# without a warning (where systemd-analyze is installed) and runs the installed binary on the
-# installed config.
+# Checks the deployment files in ops/: the alert rules pass `promtool check rules`; the
+# Prometheus config passes `promtool check config` (rules included) and scrapes the sample
+# config's metrics_listen; the dashboard is valid JSON; the systemd unit passes
+# `systemd-analyze verify` without a warning (where systemd-analyze is installed) and runs the
+# installed binary on the installed config.
 # Usage: SOURCE_DIR SLIMKVD
 set -euo pipefail
 src=$1 slimkvd=$2
@@ -10,19 +11,17 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# Prometheus: rule files are resolved beside the config. The alert rules are checked with it
-# once ops/ has them; until then an empty rule file stands in.
-cp "$src/ops/prometheus.yml" "$dir/"
-if [[ -f $src/ops/slimkv-alerts.yml ]]; then
-  cp "$src/ops/slimkv-alerts.yml" "$dir/"
-else
-  echo "ops/slimkv-alerts.yml absent: checking prometheus.yml with an empty rule file"
-  printf 'groups: []\n' >"$dir/slimkv-alerts.yml"
-fi
+# Prometheus: rule files are resolved beside the config; the alert rules are checked on their
+# own and with it.
+cp "$src/ops/prometheus.yml" "$src/ops/slimkv-alerts.yml" "$dir/"
+promtool check rules "$dir/slimkv-alerts.yml"
 promtool check config "$dir/prometheus.yml"
 metrics=$(sed -n 's/^metrics_listen: "\(.*\)"$/\1/p' "$src/ops/slimkvd.conf")
 grep -qF "targets: [\"$metrics\"]" "$src/ops/prometheus.yml" ||
   fail "ops/prometheus.yml does not scrape the sample config's metrics_listen $metrics"
+
+/usr/bin/python3 -m json.tool "$src/ops/grafana-dashboard.json" >/dev/null ||
+  fail "ops/grafana-dashboard.json is not valid JSON"
 
 # The unit runs the installed binary on the installed config.
 unit=$src/ops/slimkvd.service

@@ -1,10 +1,7 @@
 // Tenants end to end: every call authenticates by bearer token, tenants never see or evict each
 // other's pages, and quotas reject or evict the tenant's own pages as configured.
-#include <openssl/sha.h>
-
 #include <gtest/gtest.h>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "clients/cpp/synthetic_model.h"
 #include "tests/daemon_process.h"
@@ -16,16 +13,9 @@ namespace {
 // SyntheticModel{} pages of 16 tokens in bf16 cost 65792 bytes each (tests/budget_test.cc).
 constexpr uint64_t kPageCost = 4 * 2 * 16 * 256 * 2 + 256;
 
-std::string Sha256Hex(const std::string& token) {
-  unsigned char d[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), d);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(d), sizeof(d)));
-}
-
 std::string TenantConfig(const std::string& id, uint64_t quota = 0, bool reject = false) {
-  return absl::StrCat("tenants { id: \"", id, "\" token_sha256: \"", Sha256Hex(id + "-secret"),
-                      "\" host_quota_bytes: ", quota,
-                      reject ? " over_quota: OVER_QUOTA_REJECT" : "", " }\n");
+  return TenantBlock(id, absl::StrCat("host_quota_bytes: ", quota,
+                                      reject ? " over_quota: OVER_QUOTA_REJECT" : ""));
 }
 
 class Tenants : public ::testing::Test {

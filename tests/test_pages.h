@@ -2,12 +2,19 @@
 // prompt's tokens up to the end of page p, as real KV is, so shared prefixes share pages.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <span>
+#include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "clients/cpp/slimkv_client.h"
+#include "clients/cpp/synthetic_model.h"
 #include "kernels/dtype.h"
 
 namespace slimkv::testing {

@@ -3,7 +3,8 @@
 # 127.0.0.1/localhost and a client certificate, plus a second, unrelated CA with a client
 # certificate of its own; starts slimkvd with TLS, then with mutual TLS, on free loopback ports
 # in a temp dir; and checks with the `slimkv` CLI who gets in. Then config files that must fail
-# start-up, each with a message naming the field.
+# start-up (TLS files, unknown fields, bad values, a missing file), each with a message naming
+# the field.
 # Usage: SLIMKVD SLIMKV
 set -euo pipefail
 slimkvd=$1 cli=$2
@@ -143,6 +144,23 @@ rejects "another certificate's key" "tls.key_file: $dir/client.key is not the ke
 rejects "client CA without TLS" "tls.client_ca_file" "tls { client_ca_file: \"$dir/ca.pem\" }"
 rejects "plaintext on 0.0.0.0" "tls.allow_plaintext_non_loopback" 'listen: "0.0.0.0:0"'
 rejects "plaintext on 0.0.0.0 by flag" "tls.allow_plaintext_non_loopback" '' --listen=0.0.0.0:0
+# Beyond TLS: unknown fields, bad values and a missing file, each named.
+rejects "unknown top-level field" \
+  'line 2 column 12: Message type "slimkv.v1.DaemonConfig" has no field named "host_budget"' \
+  $'listen: "127.0.0.1:0"\nhost_budget: 5'
+rejects "value of the wrong type" 'Expected integer, got: "lots"' 'host_budget_bytes: "lots"'
+rejects "value out of range" "default_policy.error_tolerance: 2 is not in (0, 1]" \
+  'default_policy { error_tolerance: 2 }'
+rejects "unknown enum value" 'Unknown enumeration value of "MODE_SIDEWAYS" for field "mode"' \
+  'default_policy { mode: MODE_SIDEWAYS }'
+rejects "a tenant's token hash" "tenants[0].token_sha256: expected 64 lower-case hex digits" \
+  'tenants { id: "a" token_sha256: "abc" }'
+rejects "a limit too small" "max_message_bytes: 1000 is below the minimum of 65536" \
+  'max_message_bytes: 1000'
+rc=0
+timeout 20 "$slimkvd" --config="$dir/absent.conf" 2>bad.log || rc=$?
+[[ $rc -eq 2 ]] || fail "absent config: exit status $rc, not 2: $(cat bad.log)"
+grep -qF "config: cannot read $dir/absent.conf" bad.log || fail "absent config: $(cat bad.log)"
 
 # Allowed explicitly, plaintext off loopback starts, with a warning.
 start 'tls { allow_plaintext_non_loopback: true }' 0.0.0.0:0

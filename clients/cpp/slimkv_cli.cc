@@ -7,6 +7,10 @@
 //   slimkv delete  MODEL_DIR TOKENS
 //   slimkv explain MODEL_DIR|MODEL_ID TOKENS
 //   slimkv stats
+//   slimkv admin list                          (--token_file: the admin token)
+//   slimkv admin set TENANT [--mode M] [--quant Q] [--tolerance X] [--host_quota B]
+//                           [--disk_quota B] [--over_quota reject|evict_own]
+//   slimkv admin reset TENANT                  (back to the config's policy and quotas)
 //   slimkv plan    MODEL_DIR [--json] ...       (local, no daemon: clients/cpp/plan_command.h)
 //
 // Every daemon command takes --tls_ca (and --tls_cert/--tls_key for mutual TLS) to connect to
@@ -16,12 +20,15 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "clients/cpp/slimkv_client.h"
 #ifdef SLIMKV_HAVE_BLAS
@@ -46,6 +53,14 @@ ABSL_FLAG(uint32_t, page_tokens, 0, "Tokens per page at registration; 0: the dae
 ABSL_FLAG(uint32_t, first_page, 0, "First page to put, get or delete");
 ABSL_FLAG(std::string, dtype, "", "fp32, fp16 or bf16: put's input type, get's output type");
 ABSL_FLAG(std::string, out, "", "get: write the pages' raw bytes to this file");
+ABSL_FLAG(std::string, mode, "", "admin set: full, slim, xcache or latent");
+ABSL_FLAG(std::string, quant, "", "admin set: none, fp8, int8 or int4");
+ABSL_FLAG(double, tolerance, 0, "admin set: error tolerance in (0, 1]; 0 keeps it");
+ABSL_FLAG(std::optional<uint64_t>, host_quota, std::nullopt,
+          "admin set: host-tier quota in bytes (0: none)");
+ABSL_FLAG(std::optional<uint64_t>, disk_quota, std::nullopt,
+          "admin set: disk-tier quota in bytes (0: none)");
+ABSL_FLAG(std::string, over_quota, "", "admin set: reject or evict_own");
 
 namespace slimkv::client {
 namespace {
@@ -79,6 +94,97 @@ absl::StatusOr<std::optional<TlsOptions>> TlsFlags() {
   return *std::move(tls);
 }
 
+// `NAME` of enum value PREFIX_NAME, case-insensitive, via the generated parser.
+template <typename E, typename Parse>
+absl::StatusOr<E> EnumFlag(const char* flag, const std::string& prefix, const std::string& value,
+                           Parse parse) {
+  E e{};
+  if (!parse(prefix + absl::AsciiStrToUpper(value), &e)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": unknown value '", value, "'"));
+  }
+  return e;
+}
+
+// SetTenantRequest from the admin-set flags, on top of the tenant's current settings.
+absl::StatusOr<v1::SetTenantRequest> AdminSetRequest(const std::string& tenant,
+                                                     const v1::TenantInfo& current) {
+  v1::SetTenantRequest r;
+  r.set_tenant(tenant);
+  v1::TenantPolicy policy = current.policy();
+  bool policy_set = false;
+  if (const std::string m = absl::GetFlag(FLAGS_mode); !m.empty()) {
+    auto mode = EnumFlag<v1::Mode>("mode", "MODE_", m, v1::Mode_Parse);
+    if (!mode.ok()) return mode.status();
+    policy.set_mode(*mode);
+    policy_set = true;
+  }
+  if (const std::string q = absl::GetFlag(FLAGS_quant); !q.empty()) {
+    auto quant = EnumFlag<v1::Quant>("quant", "QUANT_", q, v1::Quant_Parse);
+    if (!quant.ok()) return quant.status();
+    policy.set_quant(*quant);
+    policy_set = true;
+  }
+  if (const double t = absl::GetFlag(FLAGS_tolerance); t != 0) {
+    policy.set_error_tolerance(t);
+    policy_set = true;
+  }
+  if (policy_set) *r.mutable_policy() = policy;
+  v1::TenantQuotas quotas = current.quotas();
+  bool quotas_set = false;
+  if (auto b = absl::GetFlag(FLAGS_host_quota)) {
+    quotas.set_host_quota_bytes(*b);
+    quotas_set = true;
+  }
+  if (auto b = absl::GetFlag(FLAGS_disk_quota)) {
+    quotas.set_disk_quota_bytes(*b);
+    quotas_set = true;
+  }
+  if (const std::string o = absl::GetFlag(FLAGS_over_quota); !o.empty()) {
+    auto over = EnumFlag<v1::TenantConfig::OverQuota>("over_quota", "OVER_QUOTA_", o,
+                                                      v1::TenantConfig::OverQuota_Parse);
+    if (!over.ok()) return over.status();
+    quotas.set_over_quota(*over);
+    quotas_set = true;
+  }
+  if (quotas_set) *r.mutable_quotas() = quotas;
+  if (!policy_set && !quotas_set) {
+    return absl::InvalidArgumentError(
+        "admin set: nothing to change (--mode, --quant, --tolerance, --host_quota, --disk_quota, "
+        "--over_quota)");
+  }
+  return r;
+}
+
+int RunAdmin(Client& client, const std::vector<char*>& args) {
+  const std::string sub = args.size() > 2 ? args[2] : "";
+  auto tenants = client.ListTenants();
+  if (!tenants.ok()) return Fail(tenants.status());
+  if (sub == "list") {
+    std::cout << tenants->DebugString();
+    return 0;
+  }
+  if ((sub != "set" && sub != "reset") || args.size() < 4) {
+    return Fail(absl::InvalidArgumentError("admin: expected 'list', 'set TENANT' or 'reset TENANT'"));
+  }
+  const std::string tenant = args[3];
+  v1::TenantInfo current;
+  for (const auto& t : tenants->tenants()) {
+    if (t.tenant() == tenant) current = t;
+  }
+  absl::StatusOr<v1::SetTenantRequest> request = v1::SetTenantRequest();
+  if (sub == "set") {
+    request = AdminSetRequest(tenant, current);
+  } else {
+    request->set_tenant(tenant);
+    request->set_reset(true);
+  }
+  if (!request.ok()) return Fail(request.status());
+  auto r = client.SetTenant(*request);
+  if (!r.ok()) return Fail(r.status());
+  std::cout << r->current().DebugString();
+  return 0;
+}
+
 int Run(const std::vector<char*>& args) {
   if (args.size() < 2) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
@@ -94,6 +200,7 @@ int Run(const std::vector<char*>& args) {
   if (!tls.ok()) return Fail(tls.status());
   options.tls = *std::move(tls);
   auto client = Client::Connect(absl::GetFlag(FLAGS_target), options);
+  if (cmd == "admin") return RunAdmin(*client, args);
   if (cmd == "stats") {
     auto s = client->Stats();
     if (!s.ok()) return Fail(s.status());
@@ -189,10 +296,12 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "slimkv [--target HOST:PORT] [--token_file FILE] [--tls_ca CA.pem [--tls_cert CERT.pem\n"
       "       --tls_key KEY.pem] [--tls_server_name NAME]]\n"
-      "       register|lookup|put|get|delete|explain|stats ...\n"
+      "       register|lookup|put|get|delete|explain|stats|admin ...\n"
       "  register MODEL_DIR | lookup MODEL_DIR TOKENS | put MODEL_DIR TOKENS FILE |\n"
       "  get MODEL_DIR TOKENS [--out FILE] | delete MODEL_DIR TOKENS |\n"
-      "  explain MODEL_DIR|MODEL_ID TOKENS | stats\n"
+      "  explain MODEL_DIR|MODEL_ID TOKENS | stats |\n"
+      "  admin list | admin set TENANT [--mode M] [--quant Q] [--tolerance X] [--host_quota B]\n"
+      "  [--disk_quota B] [--over_quota reject|evict_own] | admin reset TENANT\n"
       "slimkv plan MODEL_DIR [--json] [--tolerance X] [--rank R | --energy F]   (local)\n"
       "TOKENS: 1,2,3 | range:START:COUNT | @FILE");
   return slimkv::client::Run(absl::ParseCommandLine(argc, argv));

@@ -26,10 +26,13 @@ ModelHandle ModelHandle::FromResponse(const v1::RegisterModelResponse& r) {
                      .page_tokens = r.page_tokens(),
                      .num_layers = r.geometry().num_layers(),
                      .num_kv_heads = r.geometry().num_kv_heads(),
+                     .num_q_heads = r.geometry().num_q_heads(),
                      .k_head_dim = r.geometry().head_dim(),
                      .v_head_dim = r.geometry().v_head_dim(),
                      .hidden_size = r.geometry().hidden_size(),
                      .latent_dim = r.geometry().latent_dim(),
+                     .softmax_scale = r.geometry().softmax_scale(),
+                     .softcap = r.geometry().attn_logit_softcapping(),
                      .factors = r.factors()};
 }
 
@@ -128,11 +131,11 @@ std::unique_ptr<Client> Client::Connect(const std::string& target, ClientOptions
     options.tls.reset();  // the credentials hold the key now: no second copy for the Client
   }
   auto channel = grpc::CreateCustomChannel(target, credentials, args);
-  return std::unique_ptr<Client>(new Client(v1::Cache::NewStub(channel), options));
+  return std::unique_ptr<Client>(new Client(channel, options));
 }
 
-Client::Client(std::unique_ptr<v1::Cache::Stub> stub, ClientOptions options)
-    : stub_(std::move(stub)), options_(options) {}
+Client::Client(const std::shared_ptr<grpc::Channel>& channel, ClientOptions options)
+    : stub_(v1::Cache::NewStub(channel)), admin_(v1::Admin::NewStub(channel)), options_(options) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -413,6 +416,60 @@ absl::StatusOr<v1::StatsResponse> Client::Stats() {
   if (auto s = FromGrpcStatus(stub_->Stats(ctx.get(), v1::StatsRequest(), &response)); !s.ok()) {
     return s;
   }
+  return response;
+}
+
+absl::StatusOr<std::vector<AttendOutput>> Client::Attend(const ModelHandle& model,
+                                                         uint32_t layer,
+                                                         std::span<const AttendQuery> sequences,
+                                                         kernels::DType q_dtype) {
+  v1::AttendRequest request;
+  request.set_model_id(model.model_id);
+  request.set_layer(layer);
+  request.set_q_dtype(static_cast<v1::DType>(q_dtype));
+  const size_t q_elems = size_t{model.num_q_heads} * model.k_head_dim;
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    const AttendQuery& in = sequences[i];
+    if (in.q.size() != q_elems) {
+      return absl::InvalidArgumentError(absl::StrCat("sequences[", i, "].q: ", in.q.size(),
+                                                     " values; want ", q_elems));
+    }
+    v1::AttendSequence* seq = request.add_sequences();
+    seq->mutable_tokens()->Add(in.tokens.begin(), in.tokens.end());
+    std::string* q = seq->mutable_q();
+    q->resize(q_elems * kernels::DTypeSize(q_dtype));
+    kernels::ConvertDType(in.q.data(), kernels::DType::kF32, q->data(), q_dtype, q_elems);
+  }
+  v1::AttendResponse response;
+  auto ctx = NewContext();
+  if (auto s = FromGrpcStatus(stub_->Attend(ctx.get(), request, &response)); !s.ok()) return s;
+  if (response.results_size() != static_cast<int>(sequences.size())) {
+    return absl::UnknownError(absl::StrCat("attend: ", response.results_size(), " results for ",
+                                           sequences.size(), " sequences"));
+  }
+  std::vector<AttendOutput> out;
+  for (const v1::AttendResult& r : response.results()) {
+    if (r.o_size() != static_cast<int>(size_t{model.num_q_heads} * model.v_head_dim) ||
+        r.lse_size() != static_cast<int>(model.num_q_heads)) {
+      return absl::UnknownError("attend: a result does not have num_q_heads heads");
+    }
+    out.push_back({r.covered_tokens(), {r.o().begin(), r.o().end()},
+                   {r.lse().begin(), r.lse().end()}});
+  }
+  return out;
+}
+
+absl::StatusOr<v1::ListTenantsResponse> Client::ListTenants() {
+  v1::ListTenantsResponse response;
+  auto ctx = NewContext();
+  if (auto s = FromGrpcStatus(admin_->ListTenants(ctx.get(), {}, &response)); !s.ok()) return s;
+  return response;
+}
+
+absl::StatusOr<v1::SetTenantResponse> Client::SetTenant(const v1::SetTenantRequest& request) {
+  v1::SetTenantResponse response;
+  auto ctx = NewContext();
+  if (auto s = FromGrpcStatus(admin_->SetTenant(ctx.get(), request, &response)); !s.ok()) return s;
   return response;
 }
 

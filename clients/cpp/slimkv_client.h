@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
+#include "slimkv/v1/admin.grpc.pb.h"
 #include "slimkv/v1/cache.grpc.pb.h"
 
 namespace slimkv::client {
@@ -30,10 +31,13 @@ struct ModelHandle {
   uint32_t page_tokens = 0;
   uint32_t num_layers = 0;
   uint32_t num_kv_heads = 0;
+  uint32_t num_q_heads = 0;
   uint32_t k_head_dim = 0;
   uint32_t v_head_dim = 0;
   uint32_t hidden_size = 0;
   uint32_t latent_dim = 0;  // MLA only
+  double softmax_scale = 0;  // Attend's logit scale (and softcap, 0 for none)
+  double softcap = 0;
   v1::RegisterModelResponse::Factors factors = v1::RegisterModelResponse::FACTORS_UNSPECIFIED;
 
   static ModelHandle FromResponse(const v1::RegisterModelResponse& r);
@@ -70,6 +74,20 @@ struct PageData {
   std::vector<v1::Mode> layer_modes;    // Get: the mode each layer is stored in
   std::vector<v1::Quant> layer_quants;  // raw Get
   std::vector<uint64_t> layer_bytes;    // raw Get
+};
+
+// One sequence of an Attend call: its tokens so far and the decode step's queries
+// [num_q_heads, k_head_dim] (post-RoPE), sent in the call's q dtype.
+struct AttendQuery {
+  std::span<const uint32_t> tokens;
+  std::span<const float> q;
+};
+
+// Attention over the stored pages of one sequence (proto AttendResult).
+struct AttendOutput {
+  uint64_t covered_tokens = 0;  // whole stored pages from the first; the engine does the rest
+  std::vector<float> o;         // [num_q_heads, v_head_dim]
+  std::vector<float> lse;       // [num_q_heads], natural log; −inf when nothing was covered
 };
 
 // TLS towards the daemon, through gRPC's SslCredentials. PEM contents rather than paths, so an
@@ -136,6 +154,20 @@ class Client {
   [[nodiscard]] absl::StatusOr<v1::ExplainResponse> Explain(const std::string& model_id,
                                                             std::span<const uint32_t> tokens);
   [[nodiscard]] absl::StatusOr<v1::StatsResponse> Stats();
+  // Decode attention of `layer` over each sequence's stored pages (docs/attention.md); the
+  // queries travel as q_dtype (fp32, fp16 or bf16). One output per sequence, in order; merge
+  // it with attention over the tokens it did not cover (kernels::MergeAttention's formula).
+  // INVALID_ARGUMENT from the client when a q does not hold num_q_heads × k_head_dim values,
+  // or when the daemon's answer has the wrong shape (UNKNOWN); else the daemon's status.
+  [[nodiscard]] absl::StatusOr<std::vector<AttendOutput>> Attend(
+      const ModelHandle& model, uint32_t layer, std::span<const AttendQuery> sequences,
+      kernels::DType q_dtype = kernels::DType::kF32);
+
+  // The Admin service (ClientOptions::token must be the admin token): every tenant's policy,
+  // quotas and figures; change a tenant's (proto/slimkv/v1/admin.proto).
+  [[nodiscard]] absl::StatusOr<v1::ListTenantsResponse> ListTenants();
+  [[nodiscard]] absl::StatusOr<v1::SetTenantResponse> SetTenant(
+      const v1::SetTenantRequest& request);
 
   // The generated stub, for callers that need the raw API (tests of malformed streams).
   v1::Cache::Stub* stub() { return stub_.get(); }
@@ -143,10 +175,11 @@ class Client {
   std::unique_ptr<grpc::ClientContext> NewContext() const;
 
  private:
-  Client(std::unique_ptr<v1::Cache::Stub> stub, ClientOptions options);
+  Client(const std::shared_ptr<grpc::Channel>& channel, ClientOptions options);
   [[nodiscard]] absl::StatusOr<ModelHandle> Register(const v1::RegisterModelRequest& request);
 
   const std::unique_ptr<v1::Cache::Stub> stub_;
+  const std::unique_ptr<v1::Admin::Stub> admin_;
   const ClientOptions options_;
 };
 

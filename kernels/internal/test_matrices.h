@@ -13,6 +13,7 @@
 
 #include "kernels/codec_layer.h"
 #include "kernels/dtype.h"
+#include "kernels/rope.h"
 
 namespace slimkv::kernels::test {
 
@@ -59,6 +60,22 @@ inline std::vector<float> Conditioned(std::mt19937_64& rng, int rows, int cols, 
     }
   }
   return w;
+}
+
+// RoPE of a test geometry: theta 10000, scaling (when any) by 4 from 512 positions, dynamic NTK
+// at 2048.
+inline RopeParams TestRope(int head_dim, int rotary_dim, RopePairing pairing,
+                           RopeScalingType scaling) {
+  RopeParams p;
+  p.theta = 10000;
+  p.head_dim = head_dim;
+  p.rotary_dim = rotary_dim;
+  p.pairing = pairing;
+  p.scaling.type = scaling;
+  p.scaling.factor = 4.0;
+  p.scaling.original_max_position_embeddings = 512;
+  p.scaling.dynamic_seq_len = 2048;
+  return p;
 }
 
 inline std::vector<float> ToF(const Mat& m) { return std::vector<float>(m.begin(), m.end()); }
