@@ -39,6 +39,11 @@ bool ValidName(absl::string_view name) {
   return true;
 }
 
+// Bytes of an entry of `count` values under `name`: header, values, CRC32C.
+uint64_t EntryBytes(absl::string_view name, uint64_t count) {
+  return 4 + 4 + 4 + 4 + name.size() + 8 + 8 * count + 4;
+}
+
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
@@ -48,6 +53,13 @@ struct FileCloser {
 std::string FactorStore::PathOf(const Fingerprint& model, uint32_t layer,
                                 absl::string_view name) const {
   return absl::StrCat(root_, "/", ToHex(model), "/layer-", layer, ".", name, ".f64");
+}
+
+bool FactorStore::Holds(const Fingerprint& model, uint32_t layer, absl::string_view name,
+                        uint64_t count) const {
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(PathOf(model, layer, name), ec);
+  return !ec && size == EntryBytes(name, count);
 }
 
 absl::StatusOr<std::vector<double>> FactorStore::Get(const Fingerprint& model, uint32_t layer,
@@ -77,7 +89,7 @@ absl::StatusOr<std::vector<double>> FactorStore::Get(const Fingerprint& model, u
     return corrupt("header does not match the entry");
   }
   const uint64_t count = ReadLe(data, 16 + name.size(), 8);
-  if (data.size() != head + 8 * count + 4) return corrupt("length does not match the count");
+  if (data.size() != EntryBytes(name, count)) return corrupt("length does not match the count");
   std::vector<double> values(count);
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t bits = ReadLe(data, head + 8 * i, 8);
@@ -148,13 +160,16 @@ absl::StatusOr<kernels::Conditioning> CachedConditioning(const FactorStore* stor
                                                          const Fingerprint& model,
                                                          uint32_t layer,
                                                          const kernels::KvProjection& p,
-                                                         bool* from_cache) {
+                                                         bool* from_cache,
+                                                         kernels::JointSvd* joint_svd) {
+  if (joint_svd != nullptr) *joint_svd = kernels::JointSvd{};
   // Entry layout: [κ_K, κ_V, κ_KV, σ_KV...].
   const size_t n_sigma = static_cast<size_t>(std::min(p.d, 2 * p.e()));
   absl::StatusOr<std::vector<double>> v = GetOrCompute(
       store, model, layer, "conditioning", 3 + n_sigma,
       [&]() -> absl::StatusOr<std::vector<double>> {
-        absl::StatusOr<kernels::Conditioning> c = kernels::AnalyzeConditioning(p);
+        absl::StatusOr<kernels::Conditioning> c =
+            kernels::AnalyzeConditioning(p, kernels::SvdMethod::kAuto, joint_svd);
         if (!c.ok()) return c.status();
         std::vector<double> out = {c->kappa_k, c->kappa_v, c->kappa_kv};
         out.insert(out.end(), c->sigma_kv.begin(), c->sigma_kv.end());

@@ -41,6 +41,12 @@ class FactorStore {
   [[nodiscard]] absl::Status Put(const Fingerprint& model, uint32_t layer, absl::string_view name,
                                  const std::vector<double>& values) const;
 
+  // Whether a file of the right size for `count` values of (model, layer, name) is there: a
+  // stat, not a read, so the checksum is checked only by Get. For deciding that an entry need
+  // not be recomputed now.
+  bool Holds(const Fingerprint& model, uint32_t layer, absl::string_view name,
+             uint64_t count) const;
+
   // The file that holds (model, layer, name).
   std::string PathOf(const Fingerprint& model, uint32_t layer, absl::string_view name) const;
 
@@ -58,9 +64,12 @@ class FactorStore {
     bool* from_cache = nullptr);
 
 // κ(W_K), κ(W_V), κ([W_K W_V]) and the joint spectrum of layer `layer`
-// (kernels::AnalyzeConditioning), through GetOrCompute under the name "conditioning".
+// (kernels::AnalyzeConditioning), through GetOrCompute under the name "conditioning". When it
+// is computed rather than read and `joint_svd` is not null, the joint SVD comes out of the same
+// eigensolve into *joint_svd (empty when it could not: see AnalyzeConditioning).
 [[nodiscard]] absl::StatusOr<kernels::Conditioning> CachedConditioning(
     const FactorStore* store, const Fingerprint& model, uint32_t layer,
-    const kernels::KvProjection& projection, bool* from_cache = nullptr);
+    const kernels::KvProjection& projection, bool* from_cache = nullptr,
+    kernels::JointSvd* joint_svd = nullptr);
 
 }  // namespace slimkv::cache

@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 
 namespace slimkv::cache {
@@ -22,6 +24,42 @@ absl::StatusOr<std::vector<float>> WeightF32(const TensorView& view) {
   absl::StatusOr<MatrixF64> m = WeightToMatrixF64(view);
   if (!m.ok()) return m.status();
   return ToFloat(m->data);
+}
+
+// The matrices derived from W_K, W_V that a mode reads, computed in float64 and kept in
+// float32 (stored in the FactorStore widened back to float64, as they always were).
+enum class Derived { kWkv, kPinv, kBasis };
+
+std::string EntryName(Derived which, int rank) {
+  switch (which) {
+    case Derived::kWkv: return "w_kv";
+    case Derived::kPinv: return "pinv";
+    case Derived::kBasis: return absl::StrCat("basis-r", rank);
+  }
+  return "";
+}
+
+size_t EntryCount(Derived which, const kernels::KvProjection& p, int rank) {
+  const size_t e = static_cast<size_t>(p.e()), d = static_cast<size_t>(p.d);
+  switch (which) {
+    case Derived::kWkv: return e * e;
+    case Derived::kPinv: return 2 * e * d;
+    case Derived::kBasis: return 2 * e * static_cast<size_t>(rank);
+  }
+  return 0;
+}
+
+// `svd` carries the joint SVD from pinv to the basis when both are computed in one go.
+absl::StatusOr<std::vector<float>> ComputeDerived(Derived which, const kernels::KvProjection& p,
+                                                  int rank, std::optional<kernels::JointSvd>* svd) {
+  if (which == Derived::kWkv) return kernels::ComputeSlimMatrix(p);
+  if (!*svd) {
+    absl::StatusOr<kernels::JointSvd> s = kernels::ComputeJointSvd(p);
+    if (!s.ok()) return s.status();
+    *svd = *std::move(s);
+  }
+  if (which == Derived::kPinv) return kernels::JointPinv(**svd);
+  return kernels::JointBasis(**svd, rank);
 }
 
 kernels::RopePairing PairingOf(RopePairing p) {
@@ -66,16 +104,30 @@ std::optional<kernels::RopeParams> RopeParamsOf(const ModelConfig& c) {
 
 // Everything one layer's codecs read; `kv` and `latent` view the vectors beside them.
 struct ModelCodec::Layer {
-  std::vector<float> w_k, w_v, b_k, b_v;  // [d, e], [d, e], [e], [e]
-  std::vector<float> w_kv;                // [e, e]; empty when slim cannot apply
-  std::vector<float> pinv;                // [2e, d]; empty when x is not recoverable
-  std::vector<float> basis;               // [2e, R]
+  // Constant after Build.
+  std::vector<float> b_k, b_v;            // [e], [e]
   std::vector<float> w_uk, w_uv;          // MLA: [d_c, heads·d_nope], [d_c, heads·d_v]
-  std::string no_slim, no_pinv, no_latent;  // why a matrix is missing
+  bool has_w_kv = false;                  // false when slim cannot apply: no_slim says why
+  bool has_pinv = false;                  // false when x is not recoverable: no_pinv says why
+  std::string no_slim, no_pinv, no_latent;
   kernels::Conditioning cond;
   double projected_error = kInf;  // ‖A − A·B·Bᵀ‖_F / ‖A‖_F
-  kernels::KvCodecLayer kv;
+  kernels::KvCodecLayer kv;       // W and derived-matrix pointers null: kv() fills a copy
   kernels::LatentLayout latent;
+
+  // W_K, W_V and the derived matrices: empty until the first kv() that needs them (or Build,
+  // for derived matrices without a FactorStore) fills them; never changed after that, so views
+  // may point into them without the lock.
+  std::mutex mu;
+  std::vector<float> w_k ABSL_GUARDED_BY(mu);    // [d, e]
+  std::vector<float> w_v ABSL_GUARDED_BY(mu);    // [d, e]
+  std::vector<float> w_kv ABSL_GUARDED_BY(mu);   // [e, e]
+  std::vector<float> pinv ABSL_GUARDED_BY(mu);   // [2e, d]
+  std::vector<float> basis ABSL_GUARDED_BY(mu);  // [2e, R]
+
+  std::vector<float>& Slot(Derived which) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return which == Derived::kWkv ? w_kv : which == Derived::kPinv ? pinv : basis;
+  }
 };
 
 ModelCodec::ModelCodec(const ModelConfig& config) : config_(config) {}
@@ -86,9 +138,14 @@ std::unique_ptr<const ModelCodec> ModelCodec::WithoutWeights(const ModelConfig& 
 }
 
 absl::StatusOr<std::unique_ptr<const ModelCodec>> ModelCodec::Build(
-    const ModelConfig& config, const SafetensorsDir& weights, const Fingerprint& fingerprint,
-    const FactorStore* store, const CodecOptions& options, const std::atomic<bool>* cancel) {
+    const ModelConfig& config, std::shared_ptr<const SafetensorsDir> weights,
+    const Fingerprint& fingerprint, const FactorStore* store, const CodecOptions& options,
+    const std::atomic<bool>* cancel) {
+  if (weights == nullptr) return absl::InvalidArgumentError("model codec: no weights");
   std::unique_ptr<ModelCodec> codec(new ModelCodec(config));
+  codec->weights_ = std::move(weights);
+  if (store != nullptr) codec->store_.emplace(*store);
+  codec->fingerprint_ = fingerprint;
   if (std::optional<kernels::RopeParams> p = RopeParamsOf(config)) {
     absl::StatusOr<kernels::RopeTable> table = kernels::RopeTable::Create(*p);
     if (!table.ok()) return table.status();
@@ -98,7 +155,7 @@ absl::StatusOr<std::unique_ptr<const ModelCodec>> ModelCodec::Build(
     if (cancel != nullptr && cancel->load()) {
       return absl::CancelledError("model codec: the daemon is shutting down");
     }
-    if (absl::Status s = codec->BuildLayer(weights, fingerprint, store, options, l); !s.ok()) {
+    if (absl::Status s = codec->BuildLayer(fingerprint, store, options, l); !s.ok()) {
       return s;
     }
   }
@@ -106,11 +163,10 @@ absl::StatusOr<std::unique_ptr<const ModelCodec>> ModelCodec::Build(
   return std::unique_ptr<const ModelCodec>(std::move(codec));
 }
 
-absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerprint& fp,
-                                    const FactorStore* store, const CodecOptions& options,
-                                    uint32_t l) {
+absl::Status ModelCodec::BuildLayer(const Fingerprint& fp, const FactorStore* store,
+                                    const CodecOptions& options, uint32_t l) {
   auto layer = std::make_unique<Layer>();
-  absl::StatusOr<LayerWeights> lw = LoadLayerWeights(weights, config_, l);
+  absl::StatusOr<LayerWeights> lw = LoadLayerWeights(*weights_, config_, l);
   if (!lw.ok()) return lw.status();
   const int d = static_cast<int>(config_.hidden_size);
   const int h_kv = static_cast<int>(config_.num_kv_heads);
@@ -163,12 +219,11 @@ absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerp
   if (!lw->k || !lw->v) {
     return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
   }
+  // W_K, W_V for the factorizations below, dropped with this frame (kv() reads them again).
   absl::StatusOr<std::vector<float>> wk = WeightF32(*lw->k);
   if (!wk.ok()) return wk.status();
   absl::StatusOr<std::vector<float>> wv = WeightF32(*lw->v);
   if (!wv.ok()) return wv.status();
-  layer->w_k = *std::move(wk);
-  layer->w_v = *std::move(wv);
   if (lw->k_bias) layer->b_k = ToFloat(ViewToF64(*lw->k_bias));
   if (lw->v_bias) layer->b_v = ToFloat(ViewToF64(*lw->v_bias));
 
@@ -176,82 +231,66 @@ absl::Status ModelCodec::BuildLayer(const SafetensorsDir& weights, const Fingerp
   kv.proj.d = d;
   kv.proj.h_kv = h_kv;
   kv.proj.d_h = static_cast<int>(config_.k_head_dim);
-  kv.proj.w_k = layer->w_k.data();
-  kv.proj.w_v = layer->w_v.data();
   kv.proj.b_k = layer->b_k.empty() ? nullptr : layer->b_k.data();
   kv.proj.b_v = layer->b_v.empty() ? nullptr : layer->b_v.data();
   kv.rope = rope_ ? &*rope_ : nullptr;
   const int e = kv.proj.e();
+  kernels::KvProjection proj = kv.proj;  // with the weights, for this frame
+  proj.w_k = wk->data();
+  proj.w_v = wv->data();
 
-  absl::StatusOr<kernels::Conditioning> cond = CachedConditioning(store, fp, l, kv.proj);
+  // Computing κ also yields the joint SVD (one eigensolve): kept for pinv and the basis below.
+  kernels::JointSvd joint;
+  absl::StatusOr<kernels::Conditioning> cond =
+      CachedConditioning(store, fp, l, proj, nullptr, &joint);
   if (!cond.ok()) return cond.status();
   layer->cond = *std::move(cond);
+  std::optional<kernels::JointSvd> svd;
+  if (!joint.sigma.empty()) svd = std::move(joint);
 
-  if (e >= d) {
-    absl::StatusOr<std::vector<double>> w_kv = GetOrCompute(
-        store, fp, l, "w_kv", size_t{1} * e * e, [&]() -> absl::StatusOr<std::vector<double>> {
-          absl::StatusOr<std::vector<float>> m = kernels::ComputeSlimMatrix(kv.proj);
-          if (!m.ok()) return m.status();
-          return ToDouble(*m);
-        });
-    if (w_kv.ok()) {
-      layer->w_kv = ToFloat(*w_kv);
-    } else if (absl::IsFailedPrecondition(w_kv.status())) {
-      layer->no_slim = std::string(w_kv.status().message());
-    } else {
-      return w_kv.status();
-    }
-  } else {
-    layer->no_slim = "e < d";
-  }
-
-  // One SVD serves pinv (xcache from K,V, worth it when d < 2e) and the projected basis.
   absl::StatusOr<int> rank = kernels::SelectRank(layer->cond.sigma_kv, options.latent_rank);
   if (!rank.ok()) return rank.status();
-  std::optional<kernels::JointSvd> svd;
-  auto joint_svd = [&]() -> absl::StatusOr<const kernels::JointSvd*> {
-    if (!svd) {
-      absl::StatusOr<kernels::JointSvd> s = kernels::ComputeJointSvd(kv.proj);
-      if (!s.ok()) return s.status();
-      svd = *std::move(s);
-    }
-    return &*svd;
-  };
-  if (d < 2 * e) {
-    absl::StatusOr<std::vector<double>> pinv = GetOrCompute(
-        store, fp, l, "pinv", size_t{2} * e * d, [&]() -> absl::StatusOr<std::vector<double>> {
-          absl::StatusOr<const kernels::JointSvd*> s = joint_svd();
-          if (!s.ok()) return s.status();
-          absl::StatusOr<std::vector<float>> p = kernels::JointPinv(**s);
-          if (!p.ok()) return p.status();
-          return ToDouble(*p);
-        });
-    if (pinv.ok()) {
-      layer->pinv = ToFloat(*pinv);
-    } else if (absl::IsFailedPrecondition(pinv.status())) {
-      layer->no_pinv = std::string(pinv.status().message());
-    } else {
-      return pinv.status();
-    }
-  } else {
-    layer->no_pinv = "d >= 2e";
-  }
-  absl::StatusOr<std::vector<double>> basis = GetOrCompute(
-      store, fp, l, absl::StrCat("basis-r", *rank), size_t{2} * e * *rank,
-      [&]() -> absl::StatusOr<std::vector<double>> {
-        absl::StatusOr<const kernels::JointSvd*> s = joint_svd();
-        if (!s.ok()) return s.status();
-        return ToDouble(kernels::JointBasis(**s, *rank));
-      });
-  if (!basis.ok()) return basis.status();
-  layer->basis = ToFloat(*basis);
+  kv.rank = *rank;
   const double norm = kernels::TailNorm(layer->cond.sigma_kv, 0);
   layer->projected_error = norm > 0 ? kernels::TailNorm(layer->cond.sigma_kv, *rank) / norm : 0;
 
-  kv.w_kv = layer->w_kv.empty() ? nullptr : layer->w_kv.data();
-  kv.pinv = layer->pinv.empty() ? nullptr : layer->pinv.data();
-  kv.basis = layer->basis.data();
-  kv.rank = *rank;
+  // Each derived matrix is computed now unless the store holds it already (one SVD serves
+  // pinv and the basis), then dropped once the store has it: kv() reads it back on first use.
+  // The SVD is released with this frame.
+  // Returns whether the matrix exists; FAILED_PRECONDITION from LAPACK (singular W_K, x not
+  // recoverable) is an answer, put in `why_not`.
+  auto prepare = [&](Derived which, std::string* why_not) -> absl::StatusOr<bool> {
+    const std::string name = EntryName(which, *rank);
+    if (store_ && store_->Holds(fp, l, name, EntryCount(which, proj, *rank))) return true;
+    absl::StatusOr<std::vector<float>> m = ComputeDerived(which, proj, *rank, &svd);
+    if (!m.ok()) {
+      if (!absl::IsFailedPrecondition(m.status())) return m.status();
+      *why_not = std::string(m.status().message());
+      return false;
+    }
+    if (store_ && store_->Put(fp, l, name, ToDouble(*m)).ok()) return true;
+    std::lock_guard<std::mutex> lock(layer->mu);
+    layer->Slot(which) = *std::move(m);  // no store, or it would not take it: keep it
+    return true;
+  };
+  if (e >= d) {
+    absl::StatusOr<bool> has = prepare(Derived::kWkv, &layer->no_slim);
+    if (!has.ok()) return has.status();
+    layer->has_w_kv = *has;
+  } else {
+    layer->no_slim = "e < d";
+  }
+  if (d < 2 * e) {
+    absl::StatusOr<bool> has = prepare(Derived::kPinv, &layer->no_pinv);
+    if (!has.ok()) return has.status();
+    layer->has_pinv = *has;
+  } else {
+    layer->no_pinv = "d >= 2e";
+  }
+  std::string no_basis;
+  absl::StatusOr<bool> has_basis = prepare(Derived::kBasis, &no_basis);
+  if (!has_basis.ok()) return has_basis.status();
+  if (!*has_basis) return absl::FailedPreconditionError(absl::StrCat("layer ", l, ": ", no_basis));
   layers_.push_back(std::move(layer));
   return absl::OkStatus();
 }
@@ -309,10 +348,10 @@ absl::Status ModelCodec::LayerSupports(uint32_t l, Mode m, PageInput input) cons
     return absl::FailedPreconditionError(absl::StrCat(ModeName(m), ": no weights"));
   }
   const Layer& layer = *layers_[l];
-  if (m == Mode::kSlim && layer.w_kv.empty()) {
+  if (m == Mode::kSlim && !layer.has_w_kv) {
     return absl::FailedPreconditionError(absl::StrCat("slim: layer ", l, ": ", layer.no_slim));
   }
-  if (m == Mode::kXcache && input == PageInput::kKv && layer.pinv.empty()) {
+  if (m == Mode::kXcache && input == PageInput::kKv && !layer.has_pinv) {
     return absl::FailedPreconditionError(
         absl::StrCat("xcache from K,V: layer ", l, ": x is not recoverable: ", layer.no_pinv));
   }
@@ -371,7 +410,92 @@ int64_t ModelCodec::InputCols(PageInput input, Role role) const {
   return 0;
 }
 
-const kernels::KvCodecLayer& ModelCodec::kv(uint32_t l) const { return layers_[l]->kv; }
+absl::Status ModelCodec::LoadProjection(uint32_t l, Layer& layer) const {
+  if (!layer.w_k.empty()) return absl::OkStatus();
+  absl::StatusOr<LayerWeights> lw = LoadLayerWeights(*weights_, config_, l);
+  if (!lw.ok()) return lw.status();
+  if (!lw->k || !lw->v) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
+  }
+  absl::StatusOr<std::vector<float>> wk = WeightF32(*lw->k);
+  if (!wk.ok()) return wk.status();
+  absl::StatusOr<std::vector<float>> wv = WeightF32(*lw->v);
+  if (!wv.ok()) return wv.status();
+  layer.w_k = *std::move(wk);
+  layer.w_v = *std::move(wv);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kernels::KvCodecLayer> ModelCodec::kv(uint32_t l, kernels::CodecMode m) const {
+  Layer& layer = *layers_[l];
+  kernels::KvCodecLayer view = layer.kv;
+  std::lock_guard<std::mutex> lock(layer.mu);
+  auto with_projection = [&]() -> absl::Status {
+    if (absl::Status s = LoadProjection(l, layer); !s.ok()) return s;
+    view.proj.w_k = layer.w_k.data();
+    view.proj.w_v = layer.w_v.data();
+    return absl::OkStatus();
+  };
+  Derived which;
+  switch (m) {
+    case kernels::CodecMode::kSlim:
+      if (!layer.has_w_kv) {
+        return absl::FailedPreconditionError(absl::StrCat("slim: layer ", l, ": ", layer.no_slim));
+      }
+      which = Derived::kWkv;
+      break;
+    case kernels::CodecMode::kXcacheFromKv:
+      if (!layer.has_pinv) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("xcache from K,V: layer ", l, ": ", layer.no_pinv));
+      }
+      which = Derived::kPinv;
+      break;
+    case kernels::CodecMode::kProjected:
+      which = Derived::kBasis;
+      break;
+    case kernels::CodecMode::kXcacheGivenX:
+      if (absl::Status s = with_projection(); !s.ok()) {
+        return absl::InternalError(absl::StrCat("layer ", l, ": W_K, W_V: ", s.message()));
+      }
+      return view;
+    default:
+      return view;  // full reads no matrix
+  }
+  std::vector<float>& slot = layer.Slot(which);
+  if (slot.empty()) {
+    std::optional<kernels::JointSvd> svd;
+    absl::StatusOr<std::vector<double>> v = GetOrCompute(
+        store_ ? &*store_ : nullptr, fingerprint_, l, EntryName(which, view.rank),
+        EntryCount(which, view.proj, view.rank), [&]() -> absl::StatusOr<std::vector<double>> {
+          if (absl::Status s = with_projection(); !s.ok()) return s;
+          absl::StatusOr<std::vector<float>> m = ComputeDerived(which, view.proj, view.rank, &svd);
+          if (!m.ok()) return m.status();
+          return ToDouble(*m);
+        });
+    if (!v.ok()) {
+      return absl::InternalError(absl::StrCat("layer ", l, ": ", EntryName(which, view.rank),
+                                              ": ", v.status().message()));
+    }
+    slot = ToFloat(*v);
+  }
+  switch (which) {
+    case Derived::kWkv: view.w_kv = slot.data(); break;
+    case Derived::kPinv: view.pinv = slot.data(); break;
+    case Derived::kBasis: view.basis = slot.data(); break;
+  }
+  return view;
+}
+
+uint64_t ModelCodec::ResidentMatrixBytes() const {
+  uint64_t bytes = 0;
+  for (const std::unique_ptr<Layer>& layer : layers_) {
+    std::lock_guard<std::mutex> lock(layer->mu);
+    bytes += 4 * (layer->w_k.size() + layer->w_v.size() + layer->w_kv.size() +
+                  layer->pinv.size() + layer->basis.size());
+  }
+  return bytes;
+}
 const kernels::LatentLayout& ModelCodec::latent(uint32_t l) const { return layers_[l]->latent; }
 
 }  // namespace slimkv::cache

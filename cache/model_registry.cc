@@ -59,7 +59,7 @@ void ModelRegistry::BuildCodecs() {
     building_ = true;
     lock.unlock();
     absl::StatusOr<std::unique_ptr<const ModelCodec>> codec =
-        ModelCodec::Build(m->config, *m->weights, m->weights_fingerprint,
+        ModelCodec::Build(m->config, m->weights, m->weights_fingerprint,
                           factor_store_ ? &*factor_store_ : nullptr, codec_options_, &stop_);
     {
       std::lock_guard<std::mutex> model_lock(m->mu_);

@@ -44,7 +44,7 @@ struct RegisteredModel {
   ModelConfig config;
   PageGeometry geometry;
   // Memory-mapped weights; null when the model was registered from a config alone.
-  std::unique_ptr<SafetensorsDir> weights;
+  std::shared_ptr<const SafetensorsDir> weights;  // shared with the codec
   // Full mode from K and V: needs no weights, available at once.
   std::unique_ptr<const ModelCodec> full_codec;
   // Set once, when the first page of this model is put: that page is always verified.

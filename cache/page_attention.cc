@@ -22,15 +22,23 @@ absl::Status AttendRun(const ModelCodec& codec, uint32_t layer, Mode mode,
                                static_cast<int>(c.v_head_dim)},
                               run, q, p, out);
       break;
-    case Mode::kSlim:
-      s = kernels::AttendSlim(codec.kv(layer), run, q, p, out);
+    case Mode::kSlim: {
+      absl::StatusOr<kernels::KvCodecLayer> kv = codec.kv(layer, kernels::CodecMode::kSlim);
+      s = kv.ok() ? kernels::AttendSlim(*kv, run, q, p, out) : kv.status();
       break;
-    case Mode::kXcache:
-      s = kernels::AttendXcache(codec.kv(layer), run, q, p, out);
+    }
+    case Mode::kXcache: {
+      absl::StatusOr<kernels::KvCodecLayer> kv = codec.kv(layer, kernels::CodecMode::kXcacheGivenX);
+      s = kv.ok() ? kernels::AttendXcache(*kv, run, q, p, out) : kv.status();
       break;
+    }
     case Mode::kLatent:
-      s = codec.is_mla() ? kernels::AttendLatent(codec.latent(layer), run, q, p, out)
-                         : kernels::AttendProjected(codec.kv(layer), run, q, p, out);
+      if (codec.is_mla()) {
+        s = kernels::AttendLatent(codec.latent(layer), run, q, p, out);
+      } else {
+        absl::StatusOr<kernels::KvCodecLayer> kv = codec.kv(layer, kernels::CodecMode::kProjected);
+        s = kv.ok() ? kernels::AttendProjected(*kv, run, q, p, out) : kv.status();
+      }
       break;
   }
   if (s.ok()) return s;

@@ -13,6 +13,7 @@
 namespace slimkv::cache {
 namespace {
 
+using kernels::CodecMode;
 using kernels::ConstTensor;
 using kernels::DType;
 using kernels::MutableTensor;
@@ -55,6 +56,13 @@ absl::Status Internal(const absl::Status& s, uint32_t l) {
   return absl::InternalError(absl::StrCat("layer ", l, ": ", s.message()));
 }
 
+// Runs `op` on layer `l`'s codec view for `m` (which makes the matrix `m` reads resident).
+template <class Op>
+absl::Status WithView(const ModelCodec& codec, uint32_t l, CodecMode m, Op op) {
+  absl::StatusOr<kernels::KvCodecLayer> view = codec.kv(l, m);
+  return view.ok() ? op(*view) : view.status();
+}
+
 absl::StatusOr<EngineKv> EngineKvOf(const ModelCodec& codec, uint32_t l, PageInput input,
                                     const uint8_t* in, DType dtype, uint32_t tokens,
                                     const int32_t* positions) {
@@ -71,8 +79,10 @@ absl::StatusOr<EngineKv> EngineKvOf(const ModelCodec& codec, uint32_t l, PageInp
                             nv);
       break;
     case PageInput::kX:
-      s = kernels::DecodeXcache(codec.kv(l), tokens, positions, {in, dtype},
-                                {kv.k.data(), DType::kF32}, {kv.v.data(), DType::kF32});
+      s = WithView(codec, l, CodecMode::kXcacheGivenX, [&](const kernels::KvCodecLayer& view) {
+        return kernels::DecodeXcache(view, tokens, positions, {in, dtype},
+                                     {kv.k.data(), DType::kF32}, {kv.v.data(), DType::kF32});
+      });
       break;
     case PageInput::kLatent:
       s = kernels::DecodeLatentNative(codec.latent(l), tokens, {in, dtype},
@@ -106,17 +116,29 @@ absl::Status EncodeMode(const ModelCodec& codec, uint32_t l, Mode m, PageInput i
       return absl::OkStatus();
     }
     case Mode::kSlim:
-      s = kernels::EncodeSlim(codec.kv(l), tokens, positions, k, stored);
+      s = WithView(codec, l, CodecMode::kSlim, [&](const kernels::KvCodecLayer& view) {
+        return kernels::EncodeSlim(view, tokens, positions, k, stored);
+      });
       break;
     case Mode::kXcache:
-      s = input == PageInput::kX
-              ? kernels::EncodeXcacheFromX(codec.kv(l), tokens, {in, dtype}, stored)
-              : kernels::EncodeXcacheFromKv(codec.kv(l), tokens, positions, k, v, stored);
+      if (input == PageInput::kX) {
+        s = WithView(codec, l, CodecMode::kXcacheGivenX, [&](const kernels::KvCodecLayer& view) {
+          return kernels::EncodeXcacheFromX(view, tokens, {in, dtype}, stored);
+        });
+      } else {
+        s = WithView(codec, l, CodecMode::kXcacheFromKv, [&](const kernels::KvCodecLayer& view) {
+          return kernels::EncodeXcacheFromKv(view, tokens, positions, k, v, stored);
+        });
+      }
       break;
     case Mode::kLatent:
-      s = codec.is_mla()
-              ? kernels::EncodeLatentNative(codec.latent(l), tokens, {in, dtype}, stored)
-              : kernels::EncodeProjected(codec.kv(l), tokens, positions, k, v, stored);
+      if (codec.is_mla()) {
+        s = kernels::EncodeLatentNative(codec.latent(l), tokens, {in, dtype}, stored);
+      } else {
+        s = WithView(codec, l, CodecMode::kProjected, [&](const kernels::KvCodecLayer& view) {
+          return kernels::EncodeProjected(view, tokens, positions, k, v, stored);
+        });
+      }
       break;
   }
   return s.ok() ? s : Internal(s, l);
@@ -138,14 +160,23 @@ absl::Status DecodeMode(const ModelCodec& codec, uint32_t l, Mode m, ConstTensor
       return absl::OkStatus();
     }
     case Mode::kSlim:
-      s = kernels::DecodeSlim(codec.kv(l), tokens, positions, stored, k, v);
+      s = WithView(codec, l, CodecMode::kSlim, [&](const kernels::KvCodecLayer& view) {
+        return kernels::DecodeSlim(view, tokens, positions, stored, k, v);
+      });
       break;
     case Mode::kXcache:
-      s = kernels::DecodeXcache(codec.kv(l), tokens, positions, stored, k, v);
+      s = WithView(codec, l, CodecMode::kXcacheGivenX, [&](const kernels::KvCodecLayer& view) {
+        return kernels::DecodeXcache(view, tokens, positions, stored, k, v);
+      });
       break;
     case Mode::kLatent:
-      s = codec.is_mla() ? kernels::DecodeLatentNative(codec.latent(l), tokens, stored, k, v)
-                         : kernels::DecodeProjected(codec.kv(l), tokens, positions, stored, k, v);
+      if (codec.is_mla()) {
+        s = kernels::DecodeLatentNative(codec.latent(l), tokens, stored, k, v);
+      } else {
+        s = WithView(codec, l, CodecMode::kProjected, [&](const kernels::KvCodecLayer& view) {
+          return kernels::DecodeProjected(view, tokens, positions, stored, k, v);
+        });
+      }
       break;
   }
   return s.ok() ? s : Internal(s, l);

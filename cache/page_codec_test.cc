@@ -5,9 +5,11 @@
 #include "cache/page_codec.h"
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <string>
 
+#include "cache/factor_store.h"
 #include "cache/internal/synthetic_codec.h"
 #include "clients/cpp/synthetic_model.h"
 #include "gtest/gtest.h"
@@ -165,6 +167,74 @@ TEST(PageCodec, LosslessModesMatchDirectRecomputationInFp32) {
     }
     EXPECT_GE(checked, 2);
   }
+}
+
+// With a FactorStore, Build keeps no matrix; each mode's first use reads its own (W_K, W_V
+// from the checkpoint, derived ones from the store, recomputed when the entry is gone), and
+// pages come out byte for byte as from a codec that kept its derived matrices resident.
+TEST(PageCodec, MatricesAreReadOnFirstUse) {
+  const SyntheticModel model = Make("llama", 64, 4, 4, 16);  // e = d: W_KV, pinv, basis all exist
+  auto eager = Load(model);  // no store: derived matrices resident from Build
+  const ModelConfig& c = eager->config;
+  testing_util::ScratchDir factors;
+  const FactorStore store(factors.path());
+  Fingerprint fp{};
+  fp[0] = 7;
+  auto built = ModelCodec::Build(c, eager->weights, fp, &store, {}, nullptr);
+  ASSERT_TRUE(built.ok()) << built.status();
+  const ModelCodec& lazy = **built;
+  const uint64_t d = c.hidden_size, e = uint64_t{c.num_kv_heads} * c.k_head_dim;
+  const uint64_t rank = static_cast<uint64_t>(lazy.StoredCols(0, Mode::kLatent));
+  EXPECT_EQ(eager->codec->ResidentMatrixBytes(), c.num_layers * 4 * (e * e + 2 * e * d + 2 * e * rank));
+  EXPECT_EQ(lazy.ResidentMatrixBytes(), 0u);
+
+  std::vector<std::vector<double>> kv;
+  for (uint32_t l = 0; l < c.num_layers; ++l) {
+    const Reference r = FromX(model, c, l, RandomRows(kTokens, c.hidden_size, 300 + l));
+    std::vector<double> both = r.k;
+    both.insert(both.end(), r.v.begin(), r.v.end());
+    kv.push_back(std::move(both));
+  }
+  const std::vector<uint8_t> in = InputBytes(kv, DType::kF32);
+  auto same_page = [&](const ModelCodec& codec, Mode m) {
+    EncodeOptions o{.mode = m, .input = PageInput::kKv, .tolerance = 1e-2, .verify = true};
+    Page want = EmptyPage(c, DType::kF32), got = EmptyPage(c, DType::kF32);
+    ASSERT_TRUE(EncodePage(*eager->codec, o, in.data(), kPage, &want).ok());
+    ASSERT_TRUE(EncodePage(codec, o, in.data(), kPage, &got).ok());
+    EXPECT_EQ(got.payload, want.payload);
+    for (uint32_t l = 0; l < c.num_layers; ++l) {
+      EXPECT_EQ(got.layers[l].mode, m);
+      std::vector<float> k(kTokens * e), v(kTokens * e), k2(k.size()), v2(v.size());
+      ASSERT_TRUE(DecodeLayer(*eager->codec, want, l, kPage, DType::kF32, k.data(), v.data()).ok());
+      ASSERT_TRUE(DecodeLayer(codec, got, l, kPage, DType::kF32, k2.data(), v2.data()).ok());
+      EXPECT_EQ(k, k2);
+      EXPECT_EQ(v, v2);
+    }
+  };
+  // Each mode adds exactly the matrices it reads; full reads none. xcache from K,V: pinv to
+  // encode, W_K and W_V to decode for the verification.
+  const struct {
+    Mode mode;
+    uint64_t adds;  // floats per layer
+  } steps[] = {{Mode::kFull, 0}, {Mode::kSlim, e * e}, {Mode::kXcache, 2 * e * d + 2 * d * e},
+               {Mode::kLatent, 2 * e * rank}, {Mode::kSlim, 0}};
+  uint64_t resident = 0;
+  for (const auto& step : steps) {
+    SCOPED_TRACE(ModeName(step.mode));
+    same_page(lazy, step.mode);
+    resident += c.num_layers * 4 * step.adds;
+    EXPECT_EQ(lazy.ResidentMatrixBytes(), resident);
+  }
+
+  // A second Build on the warm store keeps nothing either; an entry that has gone from the
+  // store since is recomputed on first use, to the same bytes.
+  ASSERT_TRUE(std::filesystem::remove(store.PathOf(fp, 1, "w_kv")));
+  auto again = ModelCodec::Build(c, eager->weights, fp, &store, {}, nullptr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->ResidentMatrixBytes(), 0u);
+  ASSERT_TRUE(std::filesystem::remove(store.PathOf(fp, 0, "w_kv")));
+  same_page(**again, Mode::kSlim);
+  EXPECT_TRUE(store.Holds(fp, 0, "w_kv", e * e));
 }
 
 TEST(PageCodec, StoredElementsPerTokenAreTheFormula) {

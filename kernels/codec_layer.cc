@@ -7,7 +7,12 @@
 namespace slimkv::kernels {
 
 absl::Status ValidateCodecLayer(const KvCodecLayer& l, CodecMode m) {
-  if (absl::Status s = ValidateKvProjection(l.proj); !s.ok()) return s;
+  // Only xcache from x multiplies by W_K, W_V; the others may be handed a view without them.
+  if (absl::Status s = m == CodecMode::kXcacheGivenX ? ValidateKvProjection(l.proj)
+                                                      : ValidateKvGeometry(l.proj);
+      !s.ok()) {
+    return s;
+  }
   if (m == CodecMode::kFull) return absl::OkStatus();
   if (l.rope != nullptr && l.rope->params().head_dim != l.proj.d_h) {
     return absl::InvalidArgumentError(absl::StrCat("codec layer: rope head_dim ",

@@ -27,6 +27,7 @@ struct MutableTensor {
 
 // An MHA/GQA layer: K, V are [tokens, h_kv, d_h] in engine form (K rotated).
 struct KvCodecLayer {
+  // W_K, W_V are read by xcache (decode, and encode from x) only; other modes accept null.
   KvProjection proj;
   // RoPE of K; null for a layer without it (t5 cross-attention: K is stored unrotated).
   // REQUIRES: rope->params().head_dim == proj.d_h.

@@ -26,5 +26,7 @@ struct KvProjection {
 
 // OK, or INVALID_ARGUMENT naming the missing weight or non-positive size.
 [[nodiscard]] absl::Status ValidateKvProjection(const KvProjection& w);
+// The sizes only: for the codec ops that never read W_K, W_V (which may then be null).
+[[nodiscard]] absl::Status ValidateKvGeometry(const KvProjection& w);
 
 }  // namespace slimkv::kernels

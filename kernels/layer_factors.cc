@@ -89,10 +89,10 @@ absl::StatusOr<std::vector<double>> SingularValuesAuto(std::vector<double> a, in
 // matrix, into out->sigma/u/vt (sized by the caller). False when the eigensolver fails or
 // σ_max/σ_min > kGramMaxKappaVectors: the small singular vectors would be inaccurate, and the
 // caller falls back to dgesdd.
-bool GramSvd(const std::vector<double>& a, int d, int n, JointSvd* out) {
+// `q` is Gram(a, d, n) (destroyed); out->sigma, u, vt sized by the caller.
+bool GramSvd(const std::vector<double>& a, int d, int n, std::vector<double> q, JointSvd* out) {
   const int k = std::min(d, n);
-  std::vector<double> q = Gram(a, d, n);  // eigenvectors on return, columns ascending
-  std::vector<double> w(k);
+  std::vector<double> w(k);  // q holds the eigenvectors on return, columns ascending
   if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', k, q.data(), k, w.data()) != 0) return false;
   for (int i = 0; i < k; ++i) out->sigma[i] = std::sqrt(std::max(w[k - 1 - i], 0.0));
   if (!GramResolves(out->sigma, kGramMaxKappaVectors)) return false;
@@ -194,7 +194,7 @@ absl::StatusOr<JointSvd> ComputeJointSvd(const KvProjection& w, const std::vecto
   out.sigma.resize(k);
   out.u.resize(static_cast<size_t>(d) * k);
   out.vt.resize(static_cast<size_t>(k) * n);
-  if (method == SvdMethod::kAuto && GramSvd(a, d, n, &out)) return out;
+  if (method == SvdMethod::kAuto && GramSvd(a, d, n, Gram(a, d, n), &out)) return out;
   const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', d, n, a.data(), n,
                                          out.sigma.data(), out.u.data(), k, out.vt.data(), n);
   if (info != 0) return absl::InternalError(absl::StrCat("dgesdd failed, info=", info));
@@ -268,7 +268,9 @@ double UnitRoundoff(DType t) {
   return 1.0;
 }
 
-absl::StatusOr<Conditioning> AnalyzeConditioning(const KvProjection& w, SvdMethod method) {
+absl::StatusOr<Conditioning> AnalyzeConditioning(const KvProjection& w, SvdMethod method,
+                                                 JointSvd* joint_svd) {
+  if (joint_svd != nullptr) *joint_svd = JointSvd{};
   if (absl::Status s = ValidateKvProjection(w); !s.ok()) return s;
   const int d = w.d, e = w.e();
   const std::vector<int> all = AllColumns(e);
@@ -296,6 +298,24 @@ absl::StatusOr<Conditioning> AnalyzeConditioning(const KvProjection& w, SvdMetho
   if (!sk.ok()) return sk.status();
   absl::StatusOr<std::vector<double>> sv = SingularValuesAuto(std::move(wv), d, e, method, std::move(gv));
   if (!sv.ok()) return sv.status();
+  if (joint_svd != nullptr && !gkv.empty()) {
+    // One eigensolve with vectors of G_K + G_V: σ_KV and the joint SVD together.
+    JointSvd& j = *joint_svd;
+    j.d = d;
+    j.n = 2 * e;
+    j.k_cols = all;
+    j.sigma.resize(d);
+    j.u.resize(static_cast<size_t>(d) * d);
+    j.vt.resize(static_cast<size_t>(d) * 2 * e);
+    if (GramSvd(joint, d, 2 * e, gkv, &j)) {
+      c.kappa_k = Kappa(*sk);
+      c.kappa_v = Kappa(*sv);
+      c.kappa_kv = Kappa(j.sigma);
+      c.sigma_kv = j.sigma;
+      return c;
+    }
+    j = JointSvd{};  // κ too large for the vectors: values below, SVD by the caller
+  }
   absl::StatusOr<std::vector<double>> skv =
       SingularValuesAuto(std::move(joint), d, 2 * e, method, std::move(gkv));
   if (!skv.ok()) return skv.status();

@@ -91,8 +91,15 @@ struct Conditioning {
 // the method, κ ≥ 1e6 is reported as such: the decision κ·u > tolerance never flips.
 // With SvdMethod::kExact every matrix goes through dgesdd (values only).
 // INVALID_ARGUMENT for a bad projection; INTERNAL if LAPACK fails.
+//
+// `joint` (may be null): when d ≤ e the joint Gram matrix is G_K + G_V, and its
+// eigendecomposition with vectors gives σ([W_K W_V]) and the joint SVD at once; with a non-null
+// `joint` and kAuto, that one eigensolve replaces the values-only one here and the Gram matrix
+// and eigensolve ComputeJointSvd would repeat, and *joint receives the SVD (what
+// ComputeJointSvd(w) returns). *joint is left empty (sigma empty) when the Gram route cannot
+// give the vectors (κ > kGramMaxKappaVectors, d > e, kExact): compute it separately then.
 [[nodiscard]] absl::StatusOr<Conditioning> AnalyzeConditioning(
-    const KvProjection& w, SvdMethod method = SvdMethod::kAuto);
+    const KvProjection& w, SvdMethod method = SvdMethod::kAuto, JointSvd* joint = nullptr);
 
 // Predicted relative Frobenius error of a mode when the engine's tensors and the stored
 // representation are in dtype t (first-order perturbation model, docs/codecs.md):

@@ -92,6 +92,51 @@ TEST(Factors, GramRouteAgreesWithDgesdd) {
   }
 }
 
+// The joint SVD that AnalyzeConditioning hands over from its own eigensolve of G_K + G_V is
+// the SVD (projectors and pinv against dgesdd), with the same κ; it is withheld where the Gram
+// route cannot give vectors (d > e: no shared Gram matrix; κ_KV > kGramMaxKappaVectors).
+TEST(Factors, ConditioningHandsOverTheJointSvdOfItsEigensolve) {
+  std::mt19937_64 rng(12);
+  struct Shape { int d, h_kv, d_h; double kappa_k, kappa_v; };
+  for (const Shape& g : {Shape{64, 4, 16, 10, 3}, Shape{48, 4, 16, 1e4, 3}, Shape{40, 1, 8, 30, 3},
+                         Shape{64, 4, 16, 1e7, 1e7}}) {
+    SCOPED_TRACE(testing::Message() << "d=" << g.d << " e=" << g.h_kv * g.d_h << " kappa=" << g.kappa_k);
+    const int e = g.h_kv * g.d_h;
+    const std::vector<float> w_k = Conditioned(rng, g.d, e, g.kappa_k);
+    const std::vector<float> w_v = Conditioned(rng, g.d, e, g.kappa_v);
+    const KvProjection proj{g.d, g.h_kv, g.d_h, w_k.data(), w_v.data(), nullptr, nullptr};
+    JointSvd joint;
+    absl::StatusOr<Conditioning> with = AnalyzeConditioning(proj, SvdMethod::kAuto, &joint);
+    absl::StatusOr<Conditioning> exact = AnalyzeConditioning(proj, SvdMethod::kExact);
+    ASSERT_TRUE(with.ok() && exact.ok());
+    EXPECT_NEAR(with->kappa_kv / exact->kappa_kv, 1.0, 1e-6);
+    const bool expect_svd = g.d <= e && exact->kappa_kv <= kGramMaxKappaVectors;
+    ASSERT_EQ(!joint.sigma.empty(), expect_svd) << "kappa_kv " << exact->kappa_kv;
+    if (!expect_svd) continue;
+    EXPECT_EQ(with->sigma_kv, joint.sigma);
+    absl::StatusOr<JointSvd> b = ComputeJointSvd(proj, {}, SvdMethod::kExact);
+    ASSERT_TRUE(b.ok());
+    ASSERT_EQ(joint.n, b->n);
+    ASSERT_EQ(joint.k_cols, b->k_cols);
+    const int k = static_cast<int>(b->sigma.size()), n = b->n;
+    double dv = 0;
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < n; ++j) {
+        double pa = 0, pb = 0;
+        for (int l = 0; l < k / 2; ++l) {
+          pa += joint.vt[l * n + i] * joint.vt[l * n + j];
+          pb += b->vt[l * n + i] * b->vt[l * n + j];
+        }
+        dv = std::max(dv, std::abs(pa - pb));
+      }
+    }
+    EXPECT_LT(dv, 1e-7);
+    absl::StatusOr<std::vector<float>> pa = JointPinv(joint), pb = JointPinv(*b);
+    ASSERT_TRUE(pa.ok() && pb.ok());
+    EXPECT_LE(RelFro(Mat(pa->begin(), pa->end()), Mat(pb->begin(), pb->end())), 1e-6);
+  }
+}
+
 TEST(Factors, RankByEnergy) {
   const std::vector<double> sigma = {3, 2, 1, 0.5};  // energies 9, 4, 1, 0.25 of 14.25
   EXPECT_EQ(*SelectRank(sigma, {.energy = 9 / 14.25}), 1);

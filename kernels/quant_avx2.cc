@@ -69,6 +69,7 @@ SLIMKV_AVX2_INLINE __m256 Load8(const void* p, uint64_t i) {
 
 template <DType T>
 __attribute__((noinline, cold)) void Store8Scalar(void* p, uint64_t i, const float* f) {
+  #pragma GCC unroll 8
   for (int k = 0; k < 8; ++k) Store1<T>(p, i + k, f[k]);
 }
 
@@ -100,104 +101,231 @@ SLIMKV_AVX2_INLINE void Store8(void* p, uint64_t i, __m256 v) {
   }
 }
 
-// ---- reductions and code packing ----
+// ---- 32 values at a time ----
+//
+// Encode and decode work on chunks of 32 consecutive values held as four 8-lane fp32 vectors.
+// fp32 and fp16 chunks are in natural order (v[j] = values 8j .. 8j+7). bf16 is widened by
+// interleaving with zero halves, one instruction per 8 values, which leaves the vectors holding
+// values {0-3, 8-11}, {4-7, 12-15}, {16-19, 24-27}, {20-23, 28-31}: every per-element operation
+// is lane-wise, and the packing back to bytes below undoes exactly the order it was given.
 
-SLIMKV_AVX2_INLINE float HorizontalMax(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
+template <DType T>
+SLIMKV_AVX2_INLINE void Load32(const void* p, uint64_t i, __m256 v[4]) {
+  const uint8_t* b = static_cast<const uint8_t*>(p) + i * DTypeSize(T);
+  if constexpr (T == DType::kF32) {
+    #pragma GCC unroll 8
+    for (int j = 0; j < 4; ++j) v[j] = _mm256_loadu_ps(reinterpret_cast<const float*>(b) + 8 * j);
+  } else if constexpr (T == DType::kF16) {
+    #pragma GCC unroll 8
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * j)));
+    }
+  } else {
+    const __m256i zero = _mm256_setzero_si256();
+    #pragma GCC unroll 8
+    for (int j = 0; j < 2; ++j) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32 * j));
+      v[2 * j] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h));
+      v[2 * j + 1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h));
+    }
+  }
 }
 
-SLIMKV_AVX2_INLINE float HorizontalMin(__m256 v) {
-  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
+// Loads 32 natural-order floats (per-channel parameters) in Load32<T>'s order; applied to
+// vectors in Load32<T>'s order it gives them back in natural order (the permutation is an
+// involution), which is how StoreParams32 uses it.
+template <DType T>
+SLIMKV_AVX2_INLINE void Reorder32(const __m256 in[4], __m256 out[4]) {
+  if constexpr (T == DType::kBF16) {
+    #pragma GCC unroll 8
+    for (int j = 0; j < 4; j += 2) {
+      out[j] = _mm256_permute2f128_ps(in[j], in[j + 1], 0x20);
+      out[j + 1] = _mm256_permute2f128_ps(in[j], in[j + 1], 0x31);
+    }
+  } else {
+    #pragma GCC unroll 8
+    for (int j = 0; j < 4; ++j) out[j] = in[j];
+  }
 }
 
-// Eight int32 lanes in [0, 255] (or [-128, 127] when signed) to eight bytes.
-SLIMKV_AVX2_INLINE void StoreBytes8(uint8_t* p, __m256i c, bool is_signed) {
-  const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
-  const __m128i b = is_signed ? _mm_packs_epi16(_mm_packs_epi32(lo, hi), _mm_setzero_si128())
-                              : _mm_packus_epi16(_mm_packus_epi32(lo, hi), _mm_setzero_si128());
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
+// Two vectors of 16-bit lanes (w0 = packs_epi32(c0, c1), w1 = packs_epi32(c2, c3) of four int32
+// vectors in Load32<T>'s order) to 32 bytes in natural order, with signed or unsigned
+// saturation.
+template <DType T, bool kSigned>
+SLIMKV_AVX2_INLINE __m256i Bytes32(__m256i w0, __m256i w1) {
+  const __m256i b = kSigned ? _mm256_packs_epi16(w0, w1) : _mm256_packus_epi16(w0, w1);
+  if constexpr (T == DType::kBF16) {
+    return _mm256_permute4x64_epi64(b, 0xd8);
+  } else {
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  }
 }
 
-// Sixteen int32 lanes in [0, 15] to eight bytes, even element in the low nibble.
-SLIMKV_AVX2_INLINE void StoreNibbles16(uint8_t* p, __m256i c0, __m256i c1) {
-  const __m128i w0 =
-      _mm_packus_epi32(_mm256_castsi256_si128(c0), _mm256_extracti128_si256(c0, 1));
-  const __m128i w1 =
-      _mm_packus_epi32(_mm256_castsi256_si128(c1), _mm256_extracti128_si256(c1, 1));
-  const __m128i bytes = _mm_packus_epi16(w0, w1);
-  const __m128i pairs = _mm_maddubs_epi16(bytes, _mm_set1_epi16(0x1001));  // even + 16 * odd
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(pairs, pairs));
+// As Bytes32 for 32 codes in [0, 15]: 16 bytes, even element in the low nibble.
+template <DType T>
+SLIMKV_AVX2_INLINE __m128i Nibbles32(__m256i w0, __m256i w1) {
+  // Pairs of neighbours stay adjacent through the packs, so they can be merged before the
+  // order is fixed: even + 16 * odd.
+  const __m256i m = _mm256_maddubs_epi16(_mm256_packus_epi16(w0, w1), _mm256_set1_epi16(0x1001));
+  const __m256i p = _mm256_packus_epi16(m, m);
+  const __m128i lo = _mm256_castsi256_si128(p), hi = _mm256_extracti128_si256(p, 1);
+  return T == DType::kBF16 ? _mm_unpacklo_epi32(lo, hi) : _mm_unpacklo_epi16(lo, hi);
 }
 
 // ---- encode arithmetic, lane for lane what EncodeElem does to finite values ----
+//
+// Neither fp8 nor int8 needs a clamp: a group's scale is amax / 448 (or / 127), rounded, and
+// inv = 1 / scale, rounded, so |x · inv| <= 448 · (1 + 2^-22) (or 127 · (1 + 2^-22)) for every
+// finite x of the group, which rounds to the saturation code the reference's clamp gives
+// (448 is the largest e4m3 value; 127.00003 rounds to 127). A scale below FLT_MIN has inv = 0.
 
-// FloatToE4M3 of eight finite values.
-SLIMKV_AVX2_INLINE __m256i Fp8Codes(__m256 y) {
-  const __m256i u = _mm256_castps_si256(y);
-  const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
-  const __m256 a = _mm256_min_ps(
-      _mm256_and_ps(y, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))),
-      _mm256_set1_ps(kFp8E4M3Max));
-  const __m256i ua = _mm256_castps_si256(a);
-  // Normal: round the mantissa to 3 bits, nearest even, then rebias the exponent 127 -> 7.
-  const __m256i rounded = _mm256_add_epi32(
-      ua, _mm256_add_epi32(_mm256_set1_epi32(0x7ffff),
-                           _mm256_and_si256(_mm256_srli_epi32(ua, 20), _mm256_set1_epi32(1))));
-  const __m256i normal =
-      _mm256_sub_epi32(_mm256_srli_epi32(rounded, 20), _mm256_set1_epi32((127 - 7) << 3));
-  // Subnormal (a < 2^-6): adding 2^14, whose ulp is 2^-9, rounds a to a multiple of 2^-9.
-  const __m256 magic = _mm256_set1_ps(0x1p14f);
-  const __m256i subnormal = _mm256_sub_epi32(_mm256_castps_si256(_mm256_add_ps(a, magic)),
-                                             _mm256_castps_si256(magic));
-  const __m256i small = _mm256_cmpgt_epi32(_mm256_set1_epi32((127 - 6) << 23), ua);
-  return _mm256_or_si256(_mm256_blendv_epi8(normal, subnormal, small), sign);
+// FloatToE4M3 of 32 finite values y = v · inv, as bytes in natural order.
+//
+// Rounding |y| to e4m3 is one float addition: for |y| in [2^e, 2^(e+1)), adding M = 2^(e+20)
+// leaves ulp(M) = 2^(e-3), e4m3's spacing in that binade, so the sum rounds |y| to nearest even
+// once, exactly as the reference's integer rounding does; below 2^-6 the exponent of M is held at
+// -6+20, whose ulp 2^-9 is the subnormal spacing. The sum's low bits then hold k = |y| / ulp
+// (8..16 in a normal binade, 0..8 below), and the code is 8·(e + 7) + k - 8, which one
+// multiply-add over the sum's two 16-bit halves (16·k + (biased exponent of M) << 7) and a
+// 16-bit shift and subtraction produce. The sign is packed separately and or-ed in.
+template <DType T>
+SLIMKV_AVX2_INLINE __m256i Fp8Codes32(const __m256 v[4], __m256 inv) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i exp_mask = _mm256_set1_epi32(0x7f800000);
+  const __m256i exp_floor = _mm256_set1_epi32(121 << 23);  // 2^-6
+  const __m256i magic_shift = _mm256_set1_epi32(20 << 23);
+  const __m256i halves = _mm256_set1_epi32(0x00010010);  // lo16 · 16 + hi16 · 1
+  __m256i t[4], y[4];
+  #pragma GCC unroll 8
+  for (int j = 0; j < 4; ++j) {
+    const __m256 yj = _mm256_mul_ps(v[j], inv);
+    const __m256 a = _mm256_and_ps(yj, abs_mask);
+    const __m256i e = _mm256_max_epi32(_mm256_and_si256(_mm256_castps_si256(a), exp_mask), exp_floor);
+    const __m256 sum = _mm256_add_ps(a, _mm256_castsi256_ps(_mm256_add_epi32(e, magic_shift)));
+    t[j] = _mm256_madd_epi16(_mm256_castps_si256(sum), halves);
+    y[j] = _mm256_castps_si256(yj);
+  }
+  // t = 16·k + (E + 20) << 7 with E the held biased exponent; code = (t >> 4) - (121 + 20)·8.
+  const __m256i bias = _mm256_set1_epi16(141 * 8);
+  const __m256i w0 = _mm256_sub_epi16(_mm256_srli_epi16(_mm256_packs_epi32(t[0], t[1]), 4), bias);
+  const __m256i w1 = _mm256_sub_epi16(_mm256_srli_epi16(_mm256_packs_epi32(t[2], t[3]), 4), bias);
+  // Signed saturation keeps each float's sign bit in the top bit of its byte.
+  const __m256i sign = _mm256_packs_epi16(_mm256_packs_epi32(y[0], y[1]), _mm256_packs_epi32(y[2], y[3]));
+  const __m256i b = _mm256_or_si256(_mm256_packus_epi16(w0, w1),
+                                    _mm256_and_si256(sign, _mm256_set1_epi8(static_cast<char>(0x80))));
+  if constexpr (T == DType::kBF16) {
+    return _mm256_permute4x64_epi64(b, 0xd8);
+  } else {
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  }
 }
 
-SLIMKV_AVX2_INLINE __m256i RoundedCodes(__m256 y, float lo, float hi) {
-  y = _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
-  return _mm256_cvtps_epi32(_mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+// int8 codes of 32 finite values: nearbyint(v · inv) (cvtps rounds to nearest even, as
+// nearbyint does in the default environment).
+template <DType T>
+SLIMKV_AVX2_INLINE __m256i Int8Codes32(const __m256 v[4], __m256 inv) {
+  __m256i c[4];
+  #pragma GCC unroll 8
+  for (int j = 0; j < 4; ++j) c[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], inv));
+  return Bytes32<T, true>(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
 }
 
-SLIMKV_AVX2_INLINE __m256i Int4Codes(__m256 x, __m256 zero, __m256 inv) {
-  return RoundedCodes(_mm256_mul_ps(_mm256_sub_ps(x, zero), inv), 0.0f, 15.0f);
+// int4 codes of 32 values, zero and inv per lane (Load32<T>'s order). y = (v - zero) · inv is
+// >= 0 for finite values of the group; clamping after rounding is the same as before for the
+// integer bound 15. A non-finite value makes y NaN or infinite, which cvtps turns into INT_MIN:
+// its 16-bit pack 0x8000 is or-ed into *flags so the caller can hand the row to the reference.
+template <DType T>
+SLIMKV_AVX2_INLINE __m128i Int4Codes32(const __m256 v[4], const __m256 zero[4],
+                                       const __m256 inv[4], __m256i* flags) {
+  __m256i c[4];
+  #pragma GCC unroll 8
+  for (int j = 0; j < 4; ++j) {
+    c[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(v[j], zero[j]), inv[j]));
+  }
+  __m256i w0 = _mm256_packs_epi32(c[0], c[1]), w1 = _mm256_packs_epi32(c[2], c[3]);
+  *flags = _mm256_or_si256(*flags, _mm256_or_si256(w0, w1));
+  const __m256i fifteen = _mm256_set1_epi16(15);
+  w0 = _mm256_min_epu16(w0, fifteen);
+  w1 = _mm256_min_epu16(w1, fifteen);
+  return Nibbles32<T>(w0, w1);
 }
 
-// ---- decode arithmetic ----
-
-// The exact values of eight e4m3 codes.
-SLIMKV_AVX2_INLINE __m256 Fp8Values(const uint8_t* p) {
-  const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-  const __m256i m = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
-  const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24);
-  // Code bits placed as a float's exponent and mantissa read 2^-120 times the e4m3 value
-  // (subnormals included): the multiplication restores it exactly.
-  const __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(m, 20)),
-                                 _mm256_set1_ps(0x1p120f));
-  const __m256i bits = _mm256_or_si256(_mm256_castps_si256(v), sign);
-  const __m256i nan = _mm256_or_si256(sign, _mm256_set1_epi32(0x7fc00000));
-  return _mm256_castsi256_ps(
-      _mm256_blendv_epi8(bits, nan, _mm256_cmpeq_epi32(m, _mm256_set1_epi32(kFp8E4M3NaN))));
+SLIMKV_AVX2_INLINE bool FlagsSayNonFinite(__m256i flags) {
+  return (_mm256_movemask_epi8(flags) & 0xaaaaaaaa) != 0;
 }
 
-SLIMKV_AVX2_INLINE __m256 Int8Values(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+// ---- decode arithmetic: 32 values into four fp32 vectors, natural order ----
+
+// e4m3 codes as fp16 bits: sign to bit 15, exponent and mantissa to bits 13..7. The fp16
+// number is the e4m3 value times 2^-8 (e4m3's subnormals land on fp16's), exactly, so
+// multiplying by scale · 2^8 gives value · scale rounded once. REQUIRES: no NaN code among the
+// 32 and scale · 2^8 exact (finite scale below 2^119).
+SLIMKV_AVX2_INLINE void Fp8Values32(const uint8_t* p, __m256 scale256, __m256 v[4]) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i zero = _mm256_setzero_si256(), keep = _mm256_set1_epi16(static_cast<short>(0xbfff));
+  const __m256i lo = _mm256_and_si256(_mm256_srai_epi16(_mm256_unpacklo_epi8(zero, b), 1), keep);
+  const __m256i hi = _mm256_and_si256(_mm256_srai_epi16(_mm256_unpackhi_epi8(zero, b), 1), keep);
+  v[0] = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(lo)), scale256);
+  v[1] = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(hi)), scale256);
+  v[2] = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(lo, 1)), scale256);
+  v[3] = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(hi, 1)), scale256);
 }
 
-// Sixteen int4 codes from eight bytes.
-SLIMKV_AVX2_INLINE void Int4Values(const uint8_t* p, __m256* v0, __m256* v1) {
-  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+SLIMKV_AVX2_INLINE bool HasFp8NaN(const uint8_t* p) {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i m = _mm256_set1_epi8(0x7f);
+  return _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_and_si256(b, m), m)) != 0;
+}
+
+SLIMKV_AVX2_INLINE void Int8Values32(const uint8_t* p, __m256 scale, __m256 v[4]) {
+  #pragma GCC unroll 8
+  for (int j = 0; j < 4; ++j) {
+    const __m256i c =
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j)));
+    v[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(c), scale);
+  }
+}
+
+// zero + code · scale (multiply, then add: the reference's two roundings), per lane.
+SLIMKV_AVX2_INLINE void Int4Values32(const uint8_t* p, const __m256 scale[4],
+                                     const __m256 zero[4], __m256 v[4]) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m128i mask = _mm_set1_epi8(0x0f);
-  const __m128i q = _mm_unpacklo_epi8(_mm_and_si128(b, mask),
-                                      _mm_and_si128(_mm_srli_epi16(b, 4), mask));
-  *v0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
-  *v1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(q, 8)));
+  const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+  const __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
+  const __m128i parts[4] = {a, _mm_unpackhi_epi64(a, a), b, _mm_unpackhi_epi64(b, b)};
+  #pragma GCC unroll 8
+  for (int j = 0; j < 4; ++j) {
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[j]));
+    v[j] = _mm256_add_ps(zero[j], _mm256_mul_ps(c, scale[j]));
+  }
+}
+
+// Rounds like FloatToBF16 for values that are not NaN.
+SLIMKV_AVX2_INLINE __m256i BF16Bits(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
+                                        _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)));
+  return _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
+}
+
+// Stores 32 values (natural order) from dst[i]. may_be_nan: some lane may be NaN (then the
+// scalar conversions, whose NaN encodings the vector forms do not reproduce, handle the chunk).
+template <DType T>
+SLIMKV_AVX2_INLINE void Store32(void* dst, uint64_t i, const __m256 v[4], bool may_be_nan) {
+  if constexpr (T == DType::kBF16) {
+    if (!may_be_nan) {
+      uint8_t* b = static_cast<uint8_t*>(dst) + 2 * i;
+      #pragma GCC unroll 8
+      for (int j = 0; j < 4; j += 2) {
+        const __m256i h = _mm256_packus_epi32(BF16Bits(v[j]), BF16Bits(v[j + 1]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(b + 16 * j), _mm256_permute4x64_epi64(h, 0xd8));
+      }
+      return;
+    }
+  }
+  #pragma GCC unroll 8
+  for (int j = 0; j < 4; ++j) Store8<T>(dst, i + 8 * j, v[j]);
 }
 
 // ---- kept bf16 channels ----
@@ -216,83 +344,163 @@ SLIMKV_AVX2 void DecodeTail(const uint8_t* tail, uint64_t n, void* dst, uint64_t
   for (; j < n; ++j) Store1<T>(dst, i0 + j, BF16ToFloat(GetU16(tail + 2 * j)));
 }
 
-// ---- one row at a time: fp8, int8, int4 per token ----
+// ---- group statistics ----
 
-// Group statistics of a row, before any scale: amax of every group (fp8, int8) or min and max
-// (int4) into lo / hi. Returns false when the row holds a NaN or an infinity.
-template <DType T>
-SLIMKV_AVX2 bool RowRanges(QuantKind kind, const void* src, uint64_t base, uint64_t cq,
-                           uint64_t g, float* lo, float* hi) {
-  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
-  __m256 bad = _mm256_setzero_ps();  // accumulates x - x: NaN iff some x is not finite
-  for (uint64_t c0 = 0, k = 0; c0 < cq; c0 += g, ++k) {
-    const uint64_t n = std::min(g, cq - c0);
-    uint64_t i = 0;
-    if (kind != QuantKind::kInt4) {
+// Eight vectors to one: lane g = op over the lanes of v[g]. Three transposing steps.
+template <class Op>
+SLIMKV_AVX2_INLINE __m256 Reduce8(const __m256* v, Op op) {
+  __m256 a[4];
+  #pragma GCC unroll 8
+  for (int i = 0; i < 4; ++i) {
+    a[i] = op(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  }
+  __m256 b[2];
+  #pragma GCC unroll 8
+  for (int i = 0; i < 2; ++i) {
+    b[i] = op(_mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0x44), _mm256_shuffle_ps(a[2 * i], a[2 * i + 1], 0xee));
+  }
+  return op(_mm256_permute2f128_ps(b[0], b[1], 0x20), _mm256_permute2f128_ps(b[0], b[1], 0x31));
+}
+
+struct MaxBits {
+  SLIMKV_AVX2_INLINE __m256 operator()(__m256 a, __m256 b) const {
+    return _mm256_castsi256_ps(_mm256_max_epi32(_mm256_castps_si256(a), _mm256_castps_si256(b)));
+  }
+};
+struct MinPs {
+  SLIMKV_AVX2_INLINE __m256 operator()(__m256 a, __m256 b) const { return _mm256_min_ps(a, b); }
+};
+struct MaxPs {
+  SLIMKV_AVX2_INLINE __m256 operator()(__m256 a, __m256 b) const { return _mm256_max_ps(a, b); }
+};
+
+// Reduces n per-group partial vectors (8 floats each, at partial[8k]) into out[0, n), padding
+// with `neutral` to a multiple of 8 groups. (Plain floats: std::vector drops __m256's alignment.)
+template <class Op>
+SLIMKV_AVX2 void ReduceGroups(std::vector<float>& partial, uint64_t n, __m256 neutral, Op op,
+                              float* out) {
+  partial.resize((n + 7) / 8 * 64);
+  for (uint64_t k = n; k < partial.size() / 8; ++k) _mm256_storeu_ps(&partial[8 * k], neutral);
+  for (uint64_t k = 0; k < n; k += 8) {
+    __m256 v[8];
+    #pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) v[j] = _mm256_loadu_ps(&partial[8 * (k + j)]);
+    alignas(32) float r[8];
+    _mm256_store_ps(r, Reduce8(v, op));
+    std::memcpy(out + k, r, 4 * std::min<uint64_t>(8, n - k));
+  }
+}
+
+// Group statistics of a row before any scale: fp8/int8 the largest magnitude of each group
+// (into lo), int4 the smallest and largest value (lo, hi). Returns false when the row holds a
+// NaN or an infinity that these statistics see (fp8/int8: all; int4: those outside whole
+// 32-value chunks, the codes catching the rest).
+template <DType T, QuantKind K>
+SLIMKV_AVX2 bool RowRanges(const void* src, uint64_t base, uint64_t cq, std::vector<float>& p0,
+                           std::vector<float>& p1, float* lo, float* hi) {
+  constexpr uint64_t g = QuantGroupSize(K);
+  const uint64_t groups = (cq + g - 1) / g;
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  p0.resize(8 * groups);
+  if constexpr (K == QuantKind::kInt4) p1.resize(8 * groups);
+  for (uint64_t k = 0; k < groups; ++k) {
+    const uint64_t c0 = k * g, n = std::min(g, cq - c0);
+    if constexpr (K != QuantKind::kInt4) {
       // On magnitudes, integer max is float max, and NaN / inf (bits >= 0x7f800000) stay
-      // visible in the result: two integer ops per vector.
+      // visible in the result.
       __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
-      for (; i + 16 <= n; i += 16) {
-        m0 = _mm256_max_epi32(m0, _mm256_and_si256(_mm256_castps_si256(Load8<T>(src, base + c0 + i)), abs_mask));
-        m1 = _mm256_max_epi32(m1, _mm256_and_si256(_mm256_castps_si256(Load8<T>(src, base + c0 + i + 8)), abs_mask));
+      uint64_t i = 0;
+      if constexpr (T == DType::kBF16) {
+        const __m256i abs16 = _mm256_set1_epi16(0x7fff);
+        const uint16_t* h = reinterpret_cast<const uint16_t*>(src) + base + c0;
+        for (; i + 32 <= n; i += 32) {
+          m0 = _mm256_max_epi16(m0, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i)), abs16));
+          m1 = _mm256_max_epi16(m1, _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i + 16)), abs16));
+        }
+        m0 = _mm256_max_epi16(m0, m1);
+        // 16-bit magnitudes to fp32 bits, pairwise max.
+        m0 = _mm256_max_epi32(_mm256_slli_epi32(m0, 16),
+                              _mm256_and_si256(m0, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+      } else {
+        const __m256i abs = _mm256_set1_epi32(0x7fffffff);
+        for (; i + 32 <= n; i += 32) {
+          __m256 v[4];
+          Load32<T>(src, base + c0 + i, v);
+          m0 = _mm256_max_epi32(m0, _mm256_max_epi32(_mm256_and_si256(_mm256_castps_si256(v[0]), abs),
+                                                     _mm256_and_si256(_mm256_castps_si256(v[1]), abs)));
+          m1 = _mm256_max_epi32(m1, _mm256_max_epi32(_mm256_and_si256(_mm256_castps_si256(v[2]), abs),
+                                                     _mm256_and_si256(_mm256_castps_si256(v[3]), abs)));
+        }
+        m0 = _mm256_max_epi32(m0, m1);
       }
-      for (; i + 8 <= n; i += 8) {
-        m0 = _mm256_max_epi32(m0, _mm256_and_si256(_mm256_castps_si256(Load8<T>(src, base + c0 + i)), abs_mask));
+      _mm256_storeu_ps(&p0[8 * k], _mm256_castsi256_ps(m0));
+    } else {
+      __m256 l = inf, h = _mm256_sub_ps(_mm256_setzero_ps(), inf);
+      for (uint64_t i = 0; i + 32 <= n; i += 32) {
+        __m256 v[4];
+        Load32<T>(src, base + c0 + i, v);
+        l = _mm256_min_ps(l, _mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])));
+        h = _mm256_max_ps(h, _mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])));
       }
-      m0 = _mm256_max_epi32(m0, m1);
-      __m128i m = _mm_max_epi32(_mm256_castsi256_si128(m0), _mm256_extracti128_si256(m0, 1));
-      m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4e));
-      m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xb1));
-      uint32_t bits = static_cast<uint32_t>(_mm_cvtsi128_si32(m));
-      for (; i < n; ++i) {
-        const float x = Load1<T>(src, base + c0 + i);
-        uint32_t u;
-        std::memcpy(&u, &x, 4);
-        bits = std::max(bits, u & 0x7fffffffu);
-      }
-      if (bits >= 0x7f800000u) return false;
-      std::memcpy(&lo[k], &bits, 4);
-      continue;
-    }
-    __m256 vlo = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-    __m256 vhi = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-    for (; i + 8 <= n; i += 8) {
-      const __m256 x = Load8<T>(src, base + c0 + i);
-      bad = _mm256_or_ps(bad, _mm256_sub_ps(x, x));
-      vlo = _mm256_min_ps(vlo, x);
-      vhi = _mm256_max_ps(vhi, x);
-    }
-    lo[k] = HorizontalMin(vlo);
-    hi[k] = HorizontalMax(vhi);
-    for (; i < n; ++i) {
-      const float x = Load1<T>(src, base + c0 + i);
-      if (!std::isfinite(x)) return false;
-      lo[k] = std::min(lo[k], x);
-      hi[k] = std::max(hi[k], x);
+      _mm256_storeu_ps(&p0[8 * k], l);
+      _mm256_storeu_ps(&p1[8 * k], h);
     }
   }
-  return _mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)) == 0;
+  if constexpr (K != QuantKind::kInt4) {
+    ReduceGroups(p0, groups, _mm256_setzero_ps(), MaxBits{}, lo);
+  } else {
+    ReduceGroups(p0, groups, inf, MinPs{}, lo);
+    ReduceGroups(p1, groups, _mm256_sub_ps(_mm256_setzero_ps(), inf), MaxPs{}, hi);
+  }
+  // Values after the last whole chunk of each group (only the row's last group can have them).
+  for (uint64_t k = 0; k < groups; ++k) {
+    const uint64_t c0 = k * g, n = std::min(g, cq - c0);
+    for (uint64_t i = n / 32 * 32; i < n; ++i) {
+      const float x = Load1<T>(src, base + c0 + i);
+      if (!std::isfinite(x)) return false;
+      if constexpr (K != QuantKind::kInt4) {
+        lo[k] = std::max(lo[k], std::fabs(x));
+      } else {
+        lo[k] = std::min(lo[k], x);
+        hi[k] = std::max(hi[k], x);
+      }
+    }
+  }
+  if constexpr (K != QuantKind::kInt4) {
+    for (uint64_t k = 0; k < groups; ++k) {
+      if (!std::isfinite(lo[k])) return false;
+    }
+  }
+  return true;
 }
 
 // ScaleFor of n groups at once: the divisions dominate a group's fixed cost. Same IEEE
 // operations as ScaleFor, lane for lane.
+SLIMKV_AVX2_INLINE void ScaleVec(QuantKind kind, __m256 lo, __m256 hi, __m256* scale,
+                                 __m256* zero, __m256* inv) {
+  __m256 s;
+  if (kind == QuantKind::kInt4) {
+    const __m256 fifteen = _mm256_set1_ps(15.0f);
+    s = _mm256_sub_ps(_mm256_div_ps(hi, fifteen), _mm256_div_ps(lo, fifteen));
+    s = _mm256_add_ps(s, _mm256_setzero_ps());
+    *zero = _mm256_add_ps(lo, _mm256_setzero_ps());
+  } else {
+    s = _mm256_div_ps(lo, _mm256_set1_ps(kind == QuantKind::kFp8E4M3 ? kFp8E4M3Max : 127.0f));
+  }
+  const __m256 usable = _mm256_cmp_ps(s, _mm256_set1_ps(FLT_MIN), _CMP_GE_OQ);
+  *scale = s;
+  *inv = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), s), usable);
+}
+
 SLIMKV_AVX2 void Scales(QuantKind kind, uint64_t n, const float* lo, const float* hi,
                         float* scale, float* zero, float* inv) {
   uint64_t k = 0;
   for (; k + 8 <= n; k += 8) {
-    __m256 s;
-    const __m256 l = _mm256_loadu_ps(lo + k);
-    if (kind == QuantKind::kInt4) {
-      const __m256 fifteen = _mm256_set1_ps(15.0f);
-      s = _mm256_sub_ps(_mm256_div_ps(_mm256_loadu_ps(hi + k), fifteen), _mm256_div_ps(l, fifteen));
-      s = _mm256_add_ps(s, _mm256_setzero_ps());
-      _mm256_storeu_ps(zero + k, _mm256_add_ps(l, _mm256_setzero_ps()));
-    } else {
-      s = _mm256_div_ps(l, _mm256_set1_ps(kind == QuantKind::kFp8E4M3 ? kFp8E4M3Max : 127.0f));
-    }
-    const __m256 usable = _mm256_cmp_ps(s, _mm256_set1_ps(FLT_MIN), _CMP_GE_OQ);
+    __m256 s, z, i;
+    ScaleVec(kind, _mm256_loadu_ps(lo + k), _mm256_loadu_ps(hi + k), &s, &z, &i);
     _mm256_storeu_ps(scale + k, s);
-    _mm256_storeu_ps(inv + k, _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), s), usable));
+    if (kind == QuantKind::kInt4) _mm256_storeu_ps(zero + k, z);
+    _mm256_storeu_ps(inv + k, i);
   }
   for (; k < n; ++k) {
     const GroupScale s = ScaleFor(kind, Range{lo[k], lo[k], hi[k]});
@@ -302,102 +510,106 @@ SLIMKV_AVX2 void Scales(QuantKind kind, uint64_t n, const float* lo, const float
   }
 }
 
-// Codes of n finite values src[i0, i0 + n) into `codes` (int4: starting at a byte boundary).
-template <DType T>
-SLIMKV_AVX2 void EncodeGroup(QuantKind kind, const void* src, uint64_t i0, uint64_t n,
-                             const GroupScale& s, uint8_t* codes) {
-  const __m256 inv = _mm256_set1_ps(s.inv);
-  uint64_t i = 0;
-  if (kind == QuantKind::kInt4) {
-    const __m256 zero = _mm256_set1_ps(s.zero);
-    for (; i + 16 <= n; i += 16) {
-      StoreNibbles16(codes + i / 2, Int4Codes(Load8<T>(src, i0 + i), zero, inv),
-                     Int4Codes(Load8<T>(src, i0 + i + 8), zero, inv));
-    }
-    for (; i < n; i += 2) {
-      const uint8_t odd = i + 1 < n ? EncodeElem(kind, Load1<T>(src, i0 + i + 1), s) : 0;
-      codes[i / 2] = static_cast<uint8_t>(EncodeElem(kind, Load1<T>(src, i0 + i), s) | odd << 4);
-    }
-    return;
-  }
-  for (; i + 8 <= n; i += 8) {
-    const __m256 y = _mm256_mul_ps(Load8<T>(src, i0 + i), inv);
-    if (kind == QuantKind::kFp8E4M3) {
-      StoreBytes8(codes + i, Fp8Codes(y), /*is_signed=*/false);
-    } else {
-      StoreBytes8(codes + i, RoundedCodes(y, -127.0f, 127.0f), /*is_signed=*/true);
-    }
-  }
-  for (; i < n; ++i) codes[i] = EncodeElem(kind, Load1<T>(src, i0 + i), s);
-}
+// ---- one row at a time: fp8, int8, int4 per token ----
 
-template <DType T>
+template <DType T, QuantKind K>
 SLIMKV_AVX2 void EncodeRows(const QuantParams& p, const void* src, uint64_t rows, uint64_t cols,
                             uint8_t* dst) {
   const QuantBlockLayout l = QuantLayout(p, 1, cols);
   const uint64_t cq = cols - p.keep_cols;
-  const uint64_t g = QuantGroupSize(p.kind);
+  constexpr uint64_t g = QuantGroupSize(K);
   const uint64_t groups = l.num_groups;
-  std::vector<float> lo(groups), hi(groups), scale(groups), zero(groups), inv(groups);
+  std::vector<float> lo(groups + 8), hi(groups + 8), scale(groups), zero(groups), inv(groups);
+  std::vector<float> p0, p1;
   for (uint64_t r = 0; r < rows; ++r) {
     uint8_t* rec = dst + r * l.bytes;
     const uint64_t base = r * cols;
-    if (!RowRanges<T>(p.kind, src, base, cq, g, lo.data(), hi.data())) {
+    if (!RowRanges<T, K>(src, base, cq, p0, p1, lo.data(), hi.data())) {
       QuantEncodeRef(p, static_cast<const uint8_t*>(src) + base * DTypeSize(T), T, 1, cols, rec);
       continue;
     }
-    Scales(p.kind, groups, lo.data(), hi.data(), scale.data(), zero.data(), inv.data());
+    Scales(K, groups, lo.data(), hi.data(), scale.data(), zero.data(), inv.data());
     std::memcpy(rec + l.scales_offset, scale.data(), 4 * groups);
-    if (p.kind == QuantKind::kInt4) std::memcpy(rec + l.zeros_offset, zero.data(), 4 * groups);
+    if constexpr (K == QuantKind::kInt4) std::memcpy(rec + l.zeros_offset, zero.data(), 4 * groups);
+    __m256i flags = _mm256_setzero_si256();
     for (uint64_t k = 0; k < groups; ++k) {
-      const uint64_t c0 = k * g;
-      EncodeGroup<T>(p.kind, src, base + c0, std::min(g, cq - c0), GroupScale{scale[k], zero[k], inv[k]},
-                     rec + QuantCodeBytesPerRow(p.kind, c0));
+      const uint64_t c0 = k * g, n = std::min(g, cq - c0);
+      uint8_t* codes = rec + QuantCodeBytesPerRow(K, c0);
+      const __m256 vinv = _mm256_set1_ps(inv[k]);
+      uint64_t i = 0;
+      for (; i + 32 <= n; i += 32) {
+        __m256 v[4];
+        Load32<T>(src, base + c0 + i, v);
+        if constexpr (K == QuantKind::kFp8E4M3) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i), Fp8Codes32<T>(v, vinv));
+        } else if constexpr (K == QuantKind::kInt8) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i), Int8Codes32<T>(v, vinv));
+        } else {
+          const __m256 z[4] = {_mm256_set1_ps(zero[k]), _mm256_set1_ps(zero[k]),
+                               _mm256_set1_ps(zero[k]), _mm256_set1_ps(zero[k])};
+          const __m256 iv[4] = {vinv, vinv, vinv, vinv};
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + i / 2), Int4Codes32<T>(v, z, iv, &flags));
+        }
+      }
+      const GroupScale s{scale[k], zero[k], inv[k]};
+      if constexpr (K == QuantKind::kInt4) {
+        for (; i < n; i += 2) {
+          const uint8_t odd = i + 1 < n ? EncodeElem(K, Load1<T>(src, base + c0 + i + 1), s) : 0;
+          codes[i / 2] = static_cast<uint8_t>(EncodeElem(K, Load1<T>(src, base + c0 + i), s) | odd << 4);
+        }
+      } else {
+        for (; i < n; ++i) codes[i] = EncodeElem(K, Load1<T>(src, base + c0 + i), s);
+      }
+    }
+    if (K == QuantKind::kInt4 && FlagsSayNonFinite(flags)) {
+      QuantEncodeRef(p, static_cast<const uint8_t*>(src) + base * DTypeSize(T), T, 1, cols, rec);
+      continue;
     }
     EncodeTail<T>(src, base + cq, p.keep_cols, rec + l.tail_offset);
   }
 }
 
-template <DType T>
+// True when a group's decode cannot produce NaN from finite codes (finite scale and zero), and
+// for fp8 scale · 2^8 is exact.
+inline bool PlainParams(QuantKind kind, float scale, float zero) {
+  if (kind == QuantKind::kFp8E4M3) return std::fabs(scale) < 0x1p119f;
+  return std::isfinite(scale) && std::isfinite(zero);
+}
+
+template <DType T, QuantKind K>
 SLIMKV_AVX2 void DecodeRows(const QuantParams& p, const uint8_t* src, uint64_t rows,
                             uint64_t cols, void* dst) {
   const QuantBlockLayout l = QuantLayout(p, 1, cols);
   const uint64_t cq = cols - p.keep_cols;
-  const uint64_t g = QuantGroupSize(p.kind);
+  constexpr uint64_t g = QuantGroupSize(K);
   for (uint64_t r = 0; r < rows; ++r) {
     const uint8_t* rec = src + r * l.bytes;
     const uint64_t base = r * cols;
     for (uint64_t k = 0; k < l.num_groups; ++k) {
       const uint64_t c0 = k * g, n = std::min(g, cq - c0);
       const float scale = GetF32(rec + l.scales_offset + 4 * k);
-      const float zero = p.kind == QuantKind::kInt4 ? GetF32(rec + l.zeros_offset + 4 * k) : 0;
-      const uint8_t* codes = rec + QuantCodeBytesPerRow(p.kind, c0);
-      const __m256 vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zero);
+      const float zero = K == QuantKind::kInt4 ? GetF32(rec + l.zeros_offset + 4 * k) : 0;
+      const uint8_t* codes = rec + QuantCodeBytesPerRow(K, c0);
       uint64_t i = 0;
-      switch (p.kind) {
-        case QuantKind::kFp8E4M3:
-          for (; i + 8 <= n; i += 8) {
-            Store8<T>(dst, base + c0 + i, _mm256_mul_ps(Fp8Values(codes + i), vs));
+      if (PlainParams(K, scale, zero)) {
+        const __m256 vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zero);
+        for (; i + 32 <= n; i += 32) {
+          __m256 v[4];
+          if constexpr (K == QuantKind::kFp8E4M3) {
+            if (HasFp8NaN(codes + i)) break;  // the rest of the group goes scalar
+            Fp8Values32(codes + i, _mm256_mul_ps(vs, _mm256_set1_ps(256.0f)), v);
+          } else if constexpr (K == QuantKind::kInt8) {
+            Int8Values32(codes + i, vs, v);
+          } else {
+            const __m256 s4[4] = {vs, vs, vs, vs}, z4[4] = {vz, vz, vz, vz};
+            Int4Values32(codes + i / 2, s4, z4, v);
           }
-          break;
-        case QuantKind::kInt8:
-          for (; i + 8 <= n; i += 8) {
-            Store8<T>(dst, base + c0 + i, _mm256_mul_ps(Int8Values(codes + i), vs));
-          }
-          break;
-        case QuantKind::kInt4:
-          for (; i + 16 <= n; i += 16) {
-            __m256 v0, v1;
-            Int4Values(codes + i / 2, &v0, &v1);
-            Store8<T>(dst, base + c0 + i, _mm256_add_ps(vz, _mm256_mul_ps(v0, vs)));
-            Store8<T>(dst, base + c0 + i + 8, _mm256_add_ps(vz, _mm256_mul_ps(v1, vs)));
-          }
-          break;
+          Store32<T>(dst, base + c0 + i, v, /*may_be_nan=*/false);
+        }
       }
       for (; i < n; ++i) {
-        const uint8_t code =
-            p.kind == QuantKind::kInt4 ? (codes[i / 2] >> (4 * (i % 2))) & 0xf : codes[i];
-        Store1<T>(dst, base + c0 + i, DecodeElem(p.kind, code, scale, zero));
+        const uint8_t code = K == QuantKind::kInt4 ? (codes[i / 2] >> (4 * (i % 2))) & 0xf : codes[i];
+        Store1<T>(dst, base + c0 + i, DecodeElem(K, code, scale, zero));
       }
     }
     DecodeTail<T>(rec + l.tail_offset, p.keep_cols, dst, base + cq);
@@ -411,61 +623,88 @@ SLIMKV_AVX2 void EncodeInt4PerChannel(const QuantParams& p, const void* src, uin
                                       uint64_t cols, uint8_t* dst) {
   const uint64_t block_rows = QuantBlockRows(p);
   const uint64_t cq = cols - p.keep_cols;
-  std::vector<float> lo(cq), hi(cq), scale(cq), zero(cq), inv(cq);
+  const uint64_t c_vec = cq / 32 * 32;  // channels done 32 at a time; the rest scalar
+  const __m256 inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
   for (uint64_t r0 = 0; r0 < rows; r0 += block_rows) {
     const uint64_t b = std::min(block_rows, rows - r0);
     const QuantBlockLayout l = QuantLayout(p, b, cols);
     uint8_t* block = dst + QuantBytes(p, r0, cols);
-
-    std::fill(lo.begin(), lo.end(), std::numeric_limits<float>::infinity());
-    std::fill(hi.begin(), hi.end(), -std::numeric_limits<float>::infinity());
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    int non_finite = 0;
-    for (uint64_t r = 0; r < b; ++r) {
-      const uint64_t base = (r0 + r) * cols;
-      uint64_t c = 0;
-      for (; c + 8 <= cq; c += 8) {
-        const __m256 x = Load8<T>(src, base + c);
-        non_finite |= _mm256_movemask_ps(
-            _mm256_cmp_ps(_mm256_and_ps(x, abs_mask), _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
-        _mm256_storeu_ps(&lo[c], _mm256_min_ps(_mm256_loadu_ps(&lo[c]), x));
-        _mm256_storeu_ps(&hi[c], _mm256_max_ps(_mm256_loadu_ps(&hi[c]), x));
+    float* scales = reinterpret_cast<float*>(block + l.scales_offset);  // written with storeu
+    float* zeros = reinterpret_cast<float*>(block + l.zeros_offset);
+    __m256i flags = _mm256_setzero_si256();
+    bool finite = true;
+    for (uint64_t c = 0; c < c_vec; c += 32) {
+      // The 32 channels' statistics over the block's rows, in registers, lane = channel.
+      __m256 lo[4] = {inf, inf, inf, inf}, hi[4];
+      for (__m256& h : hi) h = _mm256_sub_ps(_mm256_setzero_ps(), inf);
+      for (uint64_t r = 0; r < b; ++r) {
+        __m256 v[4];
+        Load32<T>(src, (r0 + r) * cols + c, v);
+        // 32 rows a power-of-two stride apart share their L1 sets and outnumber the hardware
+        // prefetcher's streams: ask for this row's next tile now.
+        const char* next = static_cast<const char*>(src) + ((r0 + r) * cols + c + 32) * DTypeSize(T);
+        _mm_prefetch(next, _MM_HINT_T0);
+        if constexpr (T == DType::kF32) _mm_prefetch(next + 64, _MM_HINT_T0);
+        #pragma GCC unroll 8
+        for (int j = 0; j < 4; ++j) {
+          lo[j] = _mm256_min_ps(lo[j], v[j]);
+          hi[j] = _mm256_max_ps(hi[j], v[j]);
+        }
       }
-      for (; c < cq; ++c) {
-        const float x = Load1<T>(src, base + c);
-        non_finite |= !std::isfinite(x);
-        lo[c] = std::min(lo[c], x);
-        hi[c] = std::max(hi[c], x);
+      __m256 scale[4], zero[4], inv[4], out[4];
+      #pragma GCC unroll 8
+      for (int j = 0; j < 4; ++j) ScaleVec(QuantKind::kInt4, lo[j], hi[j], &scale[j], &zero[j], &inv[j]);
+      Reorder32<T>(scale, out);
+      #pragma GCC unroll 8
+      for (int j = 0; j < 4; ++j) _mm256_storeu_ps(scales + c + 8 * j, out[j]);
+      Reorder32<T>(zero, out);
+      #pragma GCC unroll 8
+      for (int j = 0; j < 4; ++j) _mm256_storeu_ps(zeros + c + 8 * j, out[j]);
+      for (uint64_t r = 0; r < b; ++r) {
+        __m256 v[4];
+        Load32<T>(src, (r0 + r) * cols + c, v);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(block + r * l.code_bytes_per_row + c / 2),
+                         Int4Codes32<T>(v, zero, inv, &flags));
       }
     }
-    if (non_finite) {
+    for (uint64_t c = c_vec; c < cq && finite; ++c) {
+      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+      for (uint64_t r = 0; r < b; ++r) {
+        const float x = Load1<T>(src, (r0 + r) * cols + c);
+        finite = finite && std::isfinite(x);
+        lo = std::min(lo, x);
+        hi = std::max(hi, x);
+      }
+      const GroupScale s = ScaleFor(QuantKind::kInt4, Range{0, lo, hi});
+      PutF32(block + l.scales_offset + 4 * c, s.scale);
+      PutF32(block + l.zeros_offset + 4 * c, s.zero);
+      for (uint64_t r = 0; r < b; ++r) {
+        uint8_t* byte = block + r * l.code_bytes_per_row + c / 2;
+        const uint8_t code = EncodeElem(QuantKind::kInt4, Load1<T>(src, (r0 + r) * cols + c), s);
+        *byte = c % 2 ? static_cast<uint8_t>(*byte | code << 4) : code;
+      }
+    }
+    if (!finite || FlagsSayNonFinite(flags)) {
       QuantEncodeRef(p, static_cast<const uint8_t*>(src) + r0 * cols * DTypeSize(T), T, b, cols,
                      block);
       continue;
     }
-    Scales(QuantKind::kInt4, cq, lo.data(), hi.data(), scale.data(), zero.data(), inv.data());
-    std::memcpy(block + l.scales_offset, scale.data(), 4 * cq);
-    std::memcpy(block + l.zeros_offset, zero.data(), 4 * cq);
     for (uint64_t r = 0; r < b; ++r) {
-      const uint64_t base = (r0 + r) * cols;
-      uint8_t* codes = block + r * l.code_bytes_per_row;
-      uint64_t c = 0;
-      for (; c + 16 <= cq; c += 16) {
-        StoreNibbles16(
-            codes + c / 2,
-            Int4Codes(Load8<T>(src, base + c), _mm256_loadu_ps(&zero[c]), _mm256_loadu_ps(&inv[c])),
-            Int4Codes(Load8<T>(src, base + c + 8), _mm256_loadu_ps(&zero[c + 8]),
-                      _mm256_loadu_ps(&inv[c + 8])));
-      }
-      for (; c < cq; c += 2) {
-        auto code = [&](uint64_t k) -> uint8_t {
-          return EncodeElem(QuantKind::kInt4, Load1<T>(src, base + k), GroupScale{0, zero[k], inv[k]});
-        };
-        codes[c / 2] = static_cast<uint8_t>(code(c) | (c + 1 < cq ? code(c + 1) : 0) << 4);
-      }
-      EncodeTail<T>(src, base + cq, p.keep_cols, block + l.tail_offset + 2 * r * p.keep_cols);
+      EncodeTail<T>(src, (r0 + r) * cols + cq, p.keep_cols, block + l.tail_offset + 2 * r * p.keep_cols);
     }
   }
+}
+
+// How many of the n fp32 values at p (unaligned) come before the first NaN or infinity.
+SLIMKV_AVX2 uint64_t FiniteRun(const uint8_t* p, uint64_t n) {
+  const __m256i exp = _mm256_set1_epi32(0x7f800000);
+  uint64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4 * i));
+    if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_and_si256(v, exp), exp)) != 0) break;
+  }
+  while (i < n && std::isfinite(GetF32(p + 4 * i))) ++i;
+  return i;
 }
 
 template <DType T>
@@ -479,21 +718,23 @@ SLIMKV_AVX2 void DecodeInt4PerChannel(const QuantParams& p, const uint8_t* src, 
     const uint8_t* block = src + QuantBytes(p, r0, cols);
     const uint8_t* scales = block + l.scales_offset;
     const uint8_t* zeros = block + l.zeros_offset;
+    // Channels [0, c_vec) go 32 at a time: up to the first whose scale or zero is not finite.
+    const uint64_t c_vec =
+        std::min(FiniteRun(scales, cq), FiniteRun(zeros, cq)) / 32 * 32;
     for (uint64_t r = 0; r < b; ++r) {
       const uint64_t base = (r0 + r) * cols;
       const uint8_t* codes = block + r * l.code_bytes_per_row;
-      uint64_t c = 0;
-      for (; c + 16 <= cq; c += 16) {
-        __m256 v0, v1;
-        Int4Values(codes + c / 2, &v0, &v1);
-        const float* s = reinterpret_cast<const float*>(scales + 4 * c);
-        const float* z = reinterpret_cast<const float*>(zeros + 4 * c);
-        Store8<T>(dst, base + c,
-                  _mm256_add_ps(_mm256_loadu_ps(z), _mm256_mul_ps(v0, _mm256_loadu_ps(s))));
-        Store8<T>(dst, base + c + 8, _mm256_add_ps(_mm256_loadu_ps(z + 8),
-                                                   _mm256_mul_ps(v1, _mm256_loadu_ps(s + 8))));
+      for (uint64_t c = 0; c < c_vec; c += 32) {
+        __m256 s[4], z[4], v[4];
+        #pragma GCC unroll 8
+        for (int j = 0; j < 4; ++j) {
+          s[j] = _mm256_loadu_ps(reinterpret_cast<const float*>(scales + 4 * (c + 8 * j)));
+          z[j] = _mm256_loadu_ps(reinterpret_cast<const float*>(zeros + 4 * (c + 8 * j)));
+        }
+        Int4Values32(codes + c / 2, s, z, v);
+        Store32<T>(dst, base + c, v, /*may_be_nan=*/false);
       }
-      for (; c < cq; ++c) {
+      for (uint64_t c = c_vec; c < cq; ++c) {
         const uint8_t code = (codes[c / 2] >> (4 * (c % 2))) & 0xf;
         Store1<T>(dst, base + c,
                   DecodeElem(QuantKind::kInt4, code, GetF32(scales + 4 * c), GetF32(zeros + 4 * c)));
@@ -505,19 +746,21 @@ SLIMKV_AVX2 void DecodeInt4PerChannel(const QuantParams& p, const uint8_t* src, 
 
 template <DType T>
 void Encode(const QuantParams& p, const void* src, uint64_t rows, uint64_t cols, uint8_t* dst) {
-  if (QuantBlockRows(p) > 1) {
-    EncodeInt4PerChannel<T>(p, src, rows, cols, dst);
-  } else {
-    EncodeRows<T>(p, src, rows, cols, dst);
+  if (QuantBlockRows(p) > 1) return EncodeInt4PerChannel<T>(p, src, rows, cols, dst);
+  switch (p.kind) {
+    case QuantKind::kFp8E4M3: return EncodeRows<T, QuantKind::kFp8E4M3>(p, src, rows, cols, dst);
+    case QuantKind::kInt8: return EncodeRows<T, QuantKind::kInt8>(p, src, rows, cols, dst);
+    case QuantKind::kInt4: return EncodeRows<T, QuantKind::kInt4>(p, src, rows, cols, dst);
   }
 }
 
 template <DType T>
 void Decode(const QuantParams& p, const uint8_t* src, uint64_t rows, uint64_t cols, void* dst) {
-  if (QuantBlockRows(p) > 1) {
-    DecodeInt4PerChannel<T>(p, src, rows, cols, dst);
-  } else {
-    DecodeRows<T>(p, src, rows, cols, dst);
+  if (QuantBlockRows(p) > 1) return DecodeInt4PerChannel<T>(p, src, rows, cols, dst);
+  switch (p.kind) {
+    case QuantKind::kFp8E4M3: return DecodeRows<T, QuantKind::kFp8E4M3>(p, src, rows, cols, dst);
+    case QuantKind::kInt8: return DecodeRows<T, QuantKind::kInt8>(p, src, rows, cols, dst);
+    case QuantKind::kInt4: return DecodeRows<T, QuantKind::kInt4>(p, src, rows, cols, dst);
   }
 }
 

@@ -524,6 +524,60 @@ TEST(QuantFastPath, BitIdenticalToReference) {
   }
 }
 
+// Rows from regimes that KvLike never reaches: arbitrary finite bit patterns (every exponent in
+// one group), groups near FLT_MAX and near the smallest usable scale, subnormals, int4 ranges
+// whose min and max nearly cancel, and values on the e4m3 grid (exact ties after scaling).
+std::vector<float> Extreme(uint64_t rows, uint64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> x(rows * cols);
+  for (uint64_t r = 0; r < rows; ++r) {
+    const uint32_t regime = rng() % 6;
+    for (uint64_t c = 0; c < cols; ++c) {
+      float v = 0.0f;
+      switch (regime) {
+        case 0: {  // any finite float
+          uint32_t u = rng();
+          if (((u >> 23) & 0xff) == 0xff) u &= 0xbfffffffu;
+          std::memcpy(&v, &u, 4);
+          break;
+        }
+        case 1: v = std::numeric_limits<float>::max() * uniform(rng); break;
+        case 2: v = std::ldexp(uniform(rng), -120 - static_cast<int>(rng() % 30)); break;
+        case 3: v = 1000.0f + std::ldexp(static_cast<float>(rng() % 8), -14); break;
+        case 4: v = std::ldexp(E4M3ToFloat(static_cast<uint8_t>(rng() % 0x7f) | (rng() & 0x80)),
+                               static_cast<int>(rng() % 5) - 2);
+                break;
+        case 5: v = (static_cast<float>(rng() % 255) - 127.0f) * 0.5f; break;  // int8 ties
+      }
+      x[r * cols + c] = v;
+    }
+  }
+  return x;
+}
+
+TEST(QuantFastPath, BitIdenticalOnExtremeValues) {
+  if (std::string(QuantCpuPath()) == "reference") GTEST_SKIP() << "no fast path on this CPU";
+  const Shape shapes[] = {{48, 4096, 0}, {40, 96, 0}, {33, 200, 7}, {64, 130, 0}, {6, 576, 64}};
+  uint32_t seed = 5000;
+  for (const QuantParams& base : kAllFormats) {
+    for (const Shape& s : shapes) {
+      const QuantParams p = WithKeep(base, s.keep);
+      for (DType t : kAllDTypes) {
+        SCOPED_TRACE(Name(p, s.rows, s.cols) + " " + DTypeName(t));
+        const std::vector<uint8_t> src = As(Extreme(s.rows, s.cols, seed++), t);
+        const std::vector<uint8_t> ref = Encode(QuantEncodeRef, p, src, t, s.rows, s.cols);
+        ASSERT_EQ(ref, Encode(QuantEncode, p, src, t, s.rows, s.cols));
+        for (DType out : kAllDTypes) {
+          ASSERT_EQ(Decode(QuantDecodeRef, p, ref, s.rows, s.cols, out),
+                    Decode(QuantDecode, p, ref, s.rows, s.cols, out))
+              << "decode to " << DTypeName(out);
+        }
+      }
+    }
+  }
+}
+
 TEST(QuantFastPath, DecodesArbitraryBytesLikeTheReference) {
   if (std::string(QuantCpuPath()) == "reference") GTEST_SKIP() << "no fast path on this CPU";
   // Pages from disk are checksummed, but decode must still agree on any byte pattern

@@ -18,7 +18,7 @@ namespace slimkv::cache::testing_util {
 struct LoadedModel {
   ScratchDir dir;
   ModelConfig config;
-  std::unique_ptr<SafetensorsDir> weights;
+  std::shared_ptr<const SafetensorsDir> weights;
   std::unique_ptr<const ModelCodec> codec;
 };
 
@@ -32,7 +32,7 @@ inline std::unique_ptr<LoadedModel> LoadSynthetic(const client::SyntheticModel& 
   auto weights = SafetensorsDir::Open(out->dir.path());
   EXPECT_TRUE(weights.ok()) << weights.status();
   out->weights = *std::move(weights);
-  auto codec = ModelCodec::Build(out->config, *out->weights, Fingerprint{}, nullptr, options,
+  auto codec = ModelCodec::Build(out->config, out->weights, Fingerprint{}, nullptr, options,
                                  nullptr);
   EXPECT_TRUE(codec.ok()) << codec.status();
   out->codec = *std::move(codec);

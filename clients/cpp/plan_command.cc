@@ -1,5 +1,6 @@
 #include "clients/cpp/plan_command.h"
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -28,7 +29,8 @@ using json = nlohmann::ordered_json;
 
 constexpr char kUsage[] =
     "usage: slimkv plan MODEL_DIR [--json] [--tolerance X] [--rank R | --energy F]\n"
-    "                   [--store_dtype bf16|fp16|fp32] [--data_dir DIR] [--no_cache]\n";
+    "                   [--store_dtype bf16|fp16|fp32] [--data_dir DIR] [--no_cache]\n"
+    "       slimkv plan --capacity MODEL_DIR... [--store_dtype bf16|fp16|fp32]\n";
 
 const char* DTypeLabel(kernels::DType t) {
   switch (t) {
@@ -230,6 +232,74 @@ void PrintTable(std::ostream& out, const ModelPlan& p) {
                          Human(p.total_bytes[static_cast<int>(PlanMode::kFull)][0]));
 }
 
+// The capacity table (docs/benchmarks.md): tokens of context one GiB holds, all layers, per
+// mode and quantizer, from config.json sizes. Markdown, one row per model and mode.
+void PrintCapacityHeader(std::ostream& out, kernels::DType store) {
+  out << absl::StrFormat(
+      "| model | layers | mode | elements/token/layer | %s | fp8 | int8 | int4 | int4 vs full %s |\n",
+      DTypeLabel(store), DTypeLabel(store));
+  out << "|---|---|---|---|---|---|---|---|---|\n";
+}
+
+void PrintCapacityRows(std::ostream& out, const std::string& name, const ModelPlan& p) {
+  const double full = p.total_bytes[static_cast<int>(PlanMode::kFull)][0];
+  for (int m = 0; m < cache::kNumPlanModes; ++m) {
+    const ModePlan& mp = p.layers.empty() ? ModePlan{} : p.layers[0].modes[m];
+    if (mp.elements == 0) continue;  // not planned (projected without a rank) or no such mode
+    out << absl::StrFormat("| %s | %u | %s | %d |", name, p.config.num_layers,
+                           cache::PlanModeName(static_cast<PlanMode>(m)), mp.elements);
+    const std::array<double, cache::kNumPlanQuants>& total = p.total_bytes[m];
+    for (int q = 0; q < cache::kNumPlanQuants; ++q) {
+      if (std::isfinite(total[q]) && total[q] > 0) {
+        out << absl::StrFormat(" %.0f |", std::floor(static_cast<double>(1u << 30) / total[q]));
+      } else {
+        out << " n/a |";
+      }
+    }
+    const double int4 = total[static_cast<int>(PlanQuant::kInt4)];
+    if (std::isfinite(int4) && std::isfinite(full)) {
+      out << absl::StrFormat(" %.2fx |", full / int4);
+    } else {
+      out << absl::StrFormat(" n/a: %s |", mp.reason);
+    }
+    out << "\n";
+  }
+}
+
+absl::StatusOr<cache::ModelConfig> ReadConfig(const std::string& model_dir) {
+  std::ifstream in(model_dir + "/config.json");
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", model_dir, "/config.json"));
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<cache::ModelConfig> config = cache::ParseModelConfig(text.str());
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat(model_dir, "/config.json: ", config.status().message()));
+  }
+  return config;
+}
+
+int RunCapacity(const std::vector<std::string>& model_dirs, const cache::PlanOptions& options) {
+  PrintCapacityHeader(std::cout, options.store_dtype);
+  for (const std::string& dir : model_dirs) {
+    absl::StatusOr<cache::ModelConfig> config = ReadConfig(dir);
+    if (!config.ok()) {
+      std::cerr << "slimkv plan: " << config.status().message() << "\n";
+      return 1;
+    }
+    absl::StatusOr<ModelPlan> plan = cache::PlanFromConfig(*config, options);
+    if (!plan.ok()) {
+      std::cerr << "slimkv plan: " << dir << ": " << plan.status() << "\n";
+      return 1;
+    }
+    // The directory's own name ("models/llama-2-7b/" -> "llama-2-7b").
+    const std::filesystem::path path = std::filesystem::path(dir).lexically_normal();
+    const std::string name = (path.has_filename() ? path : path.parent_path()).filename().string();
+    PrintCapacityRows(std::cout, name, *plan);
+  }
+  return 0;
+}
+
 bool HasSafetensors(const std::string& dir) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
@@ -247,7 +317,8 @@ int Usage(const std::string& why) {
 
 int RunPlan(const std::vector<std::string>& args) {
   std::string model_dir, data_dir = "./slimkv-data";
-  bool as_json = false, use_cache = true;
+  std::vector<std::string> model_dirs;
+  bool as_json = false, use_cache = true, capacity = false;
   cache::PlanOptions options;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -259,6 +330,8 @@ int RunPlan(const std::vector<std::string>& args) {
     std::string v;
     if (a == "--json") {
       as_json = true;
+    } else if (a == "--capacity") {
+      capacity = true;
     } else if (a == "--no_cache" || a == "--no-cache") {
       use_cache = false;
     } else if (a == "--tolerance") {
@@ -280,24 +353,21 @@ int RunPlan(const std::vector<std::string>& args) {
       return 0;
     } else if (!a.empty() && a[0] == '-') {
       return Usage(absl::StrCat("unknown option ", a));
-    } else if (model_dir.empty()) {
-      model_dir = a;
     } else {
-      return Usage(absl::StrCat("unexpected argument ", a));
+      model_dirs.push_back(a);
     }
   }
-  if (model_dir.empty()) return Usage("MODEL_DIR missing");
-
-  std::ifstream in(model_dir + "/config.json");
-  if (!in) {
-    std::cerr << "slimkv plan: cannot read " << model_dir << "/config.json\n";
-    return 1;
+  if (model_dirs.empty()) return Usage("MODEL_DIR missing");
+  if (capacity) {
+    if (as_json) return Usage("--capacity prints a table; --json is for one model");
+    return RunCapacity(model_dirs, options);
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<cache::ModelConfig> config = cache::ParseModelConfig(text.str());
+  if (model_dirs.size() > 1) return Usage(absl::StrCat("unexpected argument ", model_dirs[1]));
+  model_dir = model_dirs[0];
+
+  absl::StatusOr<cache::ModelConfig> config = ReadConfig(model_dir);
   if (!config.ok()) {
-    std::cerr << "slimkv plan: " << model_dir << "/config.json: " << config.status() << "\n";
+    std::cerr << "slimkv plan: " << config.status().message() << "\n";
     return 1;
   }
 

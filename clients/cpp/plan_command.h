@@ -5,6 +5,10 @@
 //
 //   slimkv plan MODEL_DIR [--json] [--tolerance X] [--rank R | --energy F]
 //                         [--store_dtype bf16|fp16|fp32] [--data_dir DIR] [--no_cache]
+//   slimkv plan --capacity MODEL_DIR... [--store_dtype bf16|fp16|fp32]
+//
+// --capacity prints, from each config.json, a markdown table of tokens per GiB (all layers)
+// per mode and quantizer: docs/benchmarks.md's capacity table.
 //
 // Factorizations are cached under DATA_DIR/factors (default ./slimkv-data, as slimkvd) by
 // model fingerprint. Progress goes to stderr; the table or JSON to stdout.

@@ -70,6 +70,55 @@ TEST(PlanCommand, ConfigOnlyJsonGivesSizes) {
   EXPECT_TRUE(j["bytes_per_token_all_layers"]["latent"]["none"].is_null());
 }
 
+// The published configs of the issue's six models (clients/cpp/testdata/models): the papers'
+// arithmetic through the real binary and files, and the capacity table built from it.
+std::string Model(const std::string& name) { return std::string(SLIMKV_MODELS_DIR) + "/" + name; }
+
+nlohmann::json PlanJson(const std::string& name) {
+  const Result r = RunCli(Model(name) + " --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+}
+
+double Ratio(const nlohmann::json& plan, const char* mode) {
+  return plan["layers"][0]["modes"][mode]["ratio_to_full"]["none"].get<double>();
+}
+
+TEST(PlanCommand, PublishedConfigsGiveThePapersArithmetic) {
+  EXPECT_DOUBLE_EQ(Ratio(PlanJson("llama-2-7b"), "slim"), 0.5);
+  EXPECT_DOUBLE_EQ(Ratio(PlanJson("llama-2-7b"), "xcache"), 0.5);
+  EXPECT_DOUBLE_EQ(Ratio(PlanJson("t5-11b"), "xcache"), 1.0 / 32);
+  EXPECT_EQ(PlanJson("deepseek-v3")["layers"][0]["modes"]["latent"]["elements"].get<int>(), 576);
+  const struct {
+    const char* dir;
+    double reduction, int4_reduction;  // %, int4 at 4 bits per value against 16-bit full
+  } mha2mla[] = {{"mha2mla-llama-2-7b-dkv16", 87.5, 96.875},
+                 {"mha2mla-llama-2-7b-dkv32", 81.25, 95.3125},
+                 {"mha2mla-llama-2-7b-dkv64", 68.75, 92.1875}};
+  for (const auto& m : mha2mla) {
+    SCOPED_TRACE(m.dir);
+    const nlohmann::json plan = PlanJson(m.dir);
+    const auto& latent = plan["layers"][0]["modes"]["latent"];
+    const double full_bytes = plan["layers"][0]["modes"]["full"]["bytes"]["none"].get<double>();
+    EXPECT_DOUBLE_EQ(100 * (1 - Ratio(plan, "latent")), m.reduction);
+    EXPECT_DOUBLE_EQ(100 * (1 - latent["bytes_4bit_no_scales"].get<double>() / full_bytes),
+                     m.int4_reduction);
+  }
+}
+
+TEST(PlanCommand, CapacityTableCountsTokensPerGiB) {
+  const Result r = RunCli("--capacity " + Model("llama-2-7b") + " " + Model("t5-11b/"));
+  ASSERT_EQ(r.status, 0) << r.out;
+  // 2^30 / (32 layers × 8192 elements × 2 bytes) = 2048 tokens in full bf16; slim twice that.
+  EXPECT_NE(r.out.find("| llama-2-7b | 32 | full | 8192 | 2048 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| llama-2-7b | 32 | slim | 4096 | 4096 |"), std::string::npos) << r.out;
+  // T5-11B: 24 layers × 1024 elements × 2 bytes: 21845 tokens, 32× full's 682.
+  EXPECT_NE(r.out.find("| t5-11b | 24 | xcache | 1024 | 21845 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| t5-11b | 24 | full | 32768 | 682 |"), std::string::npos) << r.out;
+  EXPECT_EQ(RunCli("--capacity " + Model("no-such-model")).status, 1);
+  EXPECT_EQ(RunCli("--capacity --json " + Model("t5-11b")).status, 2);
+}
+
 TEST(PlanCommand, GqaReasonInJson) {
   TempDir dir;
   std::ofstream(dir.path() + "/config.json") << R"({"model_type": "llama", "hidden_size": 4096,
