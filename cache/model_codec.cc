@@ -26,6 +26,21 @@ absl::StatusOr<std::vector<float>> WeightF32(const TensorView& view) {
   return ToFloat(m->data);
 }
 
+// W_K and W_V of layer `l` as float32 [d, e] (the checkpoint's dtype converted).
+absl::Status ReadKvProjection(const LayerWeights& lw, uint32_t l, std::vector<float>* w_k,
+                              std::vector<float>* w_v) {
+  if (!lw.k || !lw.v) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
+  }
+  absl::StatusOr<std::vector<float>> wk = WeightF32(*lw.k);
+  if (!wk.ok()) return wk.status();
+  absl::StatusOr<std::vector<float>> wv = WeightF32(*lw.v);
+  if (!wv.ok()) return wv.status();
+  *w_k = *std::move(wk);
+  *w_v = *std::move(wv);
+  return absl::OkStatus();
+}
+
 // The matrices derived from W_K, W_V that a mode reads, computed in float64 and kept in
 // float32 (stored in the FactorStore widened back to float64, as they always were).
 enum class Derived { kWkv, kPinv, kBasis };
@@ -216,14 +231,9 @@ absl::Status ModelCodec::BuildLayer(const Fingerprint& fp, const FactorStore* st
     return absl::OkStatus();
   }
 
-  if (!lw->k || !lw->v) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
-  }
   // W_K, W_V for the factorizations below, dropped with this frame (kv() reads them again).
-  absl::StatusOr<std::vector<float>> wk = WeightF32(*lw->k);
-  if (!wk.ok()) return wk.status();
-  absl::StatusOr<std::vector<float>> wv = WeightF32(*lw->v);
-  if (!wv.ok()) return wv.status();
+  std::vector<float> wk, wv;
+  if (absl::Status s = ReadKvProjection(*lw, l, &wk, &wv); !s.ok()) return s;
   if (lw->k_bias) layer->b_k = ToFloat(ViewToF64(*lw->k_bias));
   if (lw->v_bias) layer->b_v = ToFloat(ViewToF64(*lw->v_bias));
 
@@ -236,8 +246,8 @@ absl::Status ModelCodec::BuildLayer(const Fingerprint& fp, const FactorStore* st
   kv.rope = rope_ ? &*rope_ : nullptr;
   const int e = kv.proj.e();
   kernels::KvProjection proj = kv.proj;  // with the weights, for this frame
-  proj.w_k = wk->data();
-  proj.w_v = wv->data();
+  proj.w_k = wk.data();
+  proj.w_v = wv.data();
 
   // Computing κ also yields the joint SVD (one eigensolve): kept for pinv and the basis below.
   kernels::JointSvd joint;
@@ -414,16 +424,7 @@ absl::Status ModelCodec::LoadProjection(uint32_t l, Layer& layer) const {
   if (!layer.w_k.empty()) return absl::OkStatus();
   absl::StatusOr<LayerWeights> lw = LoadLayerWeights(*weights_, config_, l);
   if (!lw.ok()) return lw.status();
-  if (!lw->k || !lw->v) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": no K/V projection"));
-  }
-  absl::StatusOr<std::vector<float>> wk = WeightF32(*lw->k);
-  if (!wk.ok()) return wk.status();
-  absl::StatusOr<std::vector<float>> wv = WeightF32(*lw->v);
-  if (!wv.ok()) return wv.status();
-  layer.w_k = *std::move(wk);
-  layer.w_v = *std::move(wv);
-  return absl::OkStatus();
+  return ReadKvProjection(*lw, l, &layer.w_k, &layer.w_v);
 }
 
 absl::StatusOr<kernels::KvCodecLayer> ModelCodec::kv(uint32_t l, kernels::CodecMode m) const {
