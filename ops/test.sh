@@ -16,7 +16,7 @@ ctest --test-dir build --output-on-failure --timeout 600
 # reports from inside libgrpc; docs/testing.md).
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLIMKV_TSAN=ON
 cmake --build build-tsan -j "$jobs" --target cache_test daemon_test
-export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/ops/tsan.supp"
 build-tsan/cache/cache_test --gtest_filter='PageStore.Concurrent*:DiskTierTest.Concurrent*:TieredKvCacheTest.Concurrent*'
 build-tsan/daemon/daemon_test --gtest_filter='ServiceConcurrency.*'
 echo "slimkv: all tests passed (ctest suites + ThreadSanitizer concurrency suites)"
