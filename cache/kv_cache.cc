@@ -238,13 +238,13 @@ void KvCache::DemotionLoop() {
     }
 
     lock.lock();
-    writing_.reset();
     if (writing_deleted_ && r.ok()) {
       // Deleted while being written: the delete may have run before the write landed.
       lock.unlock();
       if (!disk_->Erase(key).ok()) CountDiskError("erase");
       lock.lock();
     }
+    writing_.reset();  // only now: FlushDemotions waits for the erase too
     it = queued_.find(key);
     if (it != queued_.end() && it->second == page) {  // else replaced or deleted meanwhile
       queued_bytes_ -= page->StoredBytes();
