@@ -407,7 +407,6 @@ DiskStats KvCache::disk_stats() const {
   DiskStats s;
   if (disk_ != nullptr) {
     s.checksum_failures = disk_->checksum_failures();
-    s.rebuild = disk_->rebuild_stats();
   }
   {
     std::lock_guard<std::mutex> lock(queue_mu_);

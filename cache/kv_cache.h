@@ -120,7 +120,6 @@ struct DiskStats {
   uint64_t demotions_dropped = 0;  // host-evicted pages never written: queue full, no room
   uint64_t queued_bytes = 0;       // pages waiting in the demotion queue now
   std::map<std::string, uint64_t> errors;  // by operation ("insert", "read", "erase")
-  DiskRebuildStats rebuild;
 };
 
 class KvCache {

@@ -68,14 +68,13 @@ absl::StatusOr<std::vector<PageKey>> TenantLru::PlanRoom(const std::string& tena
 
 void TenantLru::Add(const PageKey& key, const std::string& tenant, uint64_t bytes,
                     uint64_t logical_bytes) {
-  auto [slot, unused] = tenants_.try_emplace(tenant);
-  Tenant& t = slot->second;
+  Tenant& t = tenants_[tenant];
   ++t.usage.pages;
   t.usage.stored_bytes += bytes;
   t.usage.logical_bytes += logical_bytes;
   used_bytes_ += bytes;
   t.lru.push_front(key);
-  index_.emplace(key, Entry{&t, &slot->first, t.lru.begin(), bytes, logical_bytes, ++generations_});
+  index_.emplace(key, Entry{&t, t.lru.begin(), bytes, logical_bytes, ++generations_});
 }
 
 bool TenantLru::Remove(const PageKey& key, bool evicted) {
@@ -99,11 +98,6 @@ bool TenantLru::Touch(const PageKey& key) {
   Lru& lru = it->second.tenant->lru;
   lru.splice(lru.begin(), lru, it->second.it);
   return true;
-}
-
-const std::string* TenantLru::TenantOf(const PageKey& key) const {
-  auto it = index_.find(key);
-  return it == index_.end() ? nullptr : it->second.tenant_id;
 }
 
 uint64_t TenantLru::Generation(const PageKey& key) const {

@@ -62,8 +62,6 @@ class TenantLru {
   // Marks the page most recently used; false when absent.
   bool Touch(const PageKey& key);
   bool Contains(const PageKey& key) const { return index_.contains(key); }
-  // The tenant a present page is accounted to; nullptr when absent.
-  const std::string* TenantOf(const PageKey& key) const;
   // A number that differs for every Add, telling a re-added key from its predecessor; 0 when
   // absent.
   uint64_t Generation(const PageKey& key) const;
@@ -86,8 +84,7 @@ class TenantLru {
     TenantQuota quota;
   };
   struct Entry {
-    Tenant* tenant;                 // stable: std::map nodes do not move
-    const std::string* tenant_id;   // key of tenants_, equally stable
+    Tenant* tenant;  // stable: std::map nodes do not move
     Lru::iterator it;
     uint64_t bytes;
     uint64_t logical_bytes;
