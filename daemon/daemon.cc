@@ -112,16 +112,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
           : kernels::RankRule{.energy = config.latent_energy()};
   options.demotion_queue_bytes = config.disk().demotion_queue_bytes();
   options.write_through = config.disk().sync() && !config.disk().disabled();
+  auto settings = TenantSettings::Load(config);
+  if (!settings.ok()) return settings.status();
+  d->settings_ = *std::move(settings);
   std::unique_ptr<cache::DiskTier> disk;
   if (!config.disk().disabled()) {
-    cache::DiskTierOptions o{.path = (std::filesystem::path(config.data_dir()) / "pages").string(),
-                             .budget_bytes = config.disk().budget_bytes(),
-                             .sync = config.disk().sync()};
-    for (const v1::TenantConfig& t : config.tenants()) {
-      o.quotas[t.id()] = {.bytes = t.disk_quota_bytes(),
-                          .reject = t.over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT};
-    }
-    auto opened = cache::DiskTier::Open(std::move(o));
+    auto opened = cache::DiskTier::Open(
+        {.path = (std::filesystem::path(config.data_dir()) / "pages").string(),
+         .budget_bytes = config.disk().budget_bytes(),
+         .sync = config.disk().sync(),
+         .quotas = d->settings_->DiskQuotas()});
     if (!opened.ok()) return opened.status();
     disk = *std::move(opened);
     const cache::DiskRebuildStats& r = disk->rebuild_stats();
@@ -133,9 +133,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
   for (const v1::TenantConfig& t : config.tenants()) {
     if (!t.share_group().empty()) d->cache_->SetNamespace(t.id(), "group:" + t.share_group());
   }
-  auto settings = TenantSettings::Load(config, d->cache_.get());
-  if (!settings.ok()) return settings.status();
-  d->settings_ = *std::move(settings);
+  d->settings_->ApplyTo(d->cache_.get());
   d->auth_ = std::make_unique<Authenticator>(config);
 
   auto metrics = Metrics::Create(config.metrics_listen(), d->cache_.get());

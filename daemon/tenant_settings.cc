@@ -24,6 +24,10 @@ cache::TenantPolicy ToCache(const v1::TenantPolicy& p) {
           .tolerance = p.error_tolerance()};
 }
 
+cache::TenantQuota QuotaOf(const v1::TenantQuotas& q, uint64_t bytes) {
+  return {.bytes = bytes, .reject = q.over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT};
+}
+
 absl::Status CheckQuotas(const std::string& field, v1::TenantQuotas* q) {
   if (q->over_quota() == v1::TenantConfig::OVER_QUOTA_UNSPECIFIED) {
     q->set_over_quota(v1::TenantConfig::OVER_QUOTA_EVICT_OWN);
@@ -94,9 +98,9 @@ std::map<std::string, v1::TenantOverride> TenantSettings::FromConfig(
 }
 
 absl::StatusOr<std::unique_ptr<TenantSettings>> TenantSettings::Load(
-    const v1::DaemonConfig& config, cache::KvCache* cache) {
+    const v1::DaemonConfig& config) {
   std::unique_ptr<TenantSettings> s(new TenantSettings(
-      cache, (std::filesystem::path(config.data_dir()) / "tenant_overrides.txtpb").string()));
+      (std::filesystem::path(config.data_dir()) / "tenant_overrides.txtpb").string()));
   std::ifstream in(s->path_);
   if (in) {
     std::stringstream text;
@@ -125,6 +129,22 @@ absl::StatusOr<std::unique_ptr<TenantSettings>> TenantSettings::Load(
   return s;
 }
 
+std::map<std::string, cache::TenantQuota> TenantSettings::DiskQuotas() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<std::string, cache::TenantQuota> out;
+  for (const auto& [tenant, unused] : configured_) {
+    const v1::TenantQuotas q = InfoLocked(tenant).quotas();
+    out[tenant] = QuotaOf(q, q.disk_quota_bytes());
+  }
+  return out;
+}
+
+void TenantSettings::ApplyTo(cache::KvCache* cache) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cache_ = cache;
+  for (const auto& [tenant, unused] : configured_) ApplyLocked(tenant);
+}
+
 void TenantSettings::Reload(const v1::DaemonConfig& config) {
   std::lock_guard<std::mutex> lock(mu_);
   configured_ = FromConfig(config);
@@ -146,13 +166,13 @@ v1::TenantInfo TenantSettings::InfoLocked(const std::string& tenant) const {
 }
 
 void TenantSettings::ApplyLocked(const std::string& tenant) {
+  if (cache_ == nullptr) return;  // not attached yet: ApplyTo applies everything
   const v1::TenantInfo info = InfoLocked(tenant);
+  const v1::TenantQuotas& q = info.quotas();
   cache_->SetPolicy(tenant, ToCache(info.policy()));
-  const bool reject = info.quotas().over_quota() == v1::TenantConfig::OVER_QUOTA_REJECT;
-  cache_->host().SetQuota(tenant, {.bytes = info.quotas().host_quota_bytes(), .reject = reject});
+  cache_->host().SetQuota(tenant, QuotaOf(q, q.host_quota_bytes()));
   if (cache_->disk() != nullptr) {
-    cache_->disk()->SetQuota(tenant,
-                             {.bytes = info.quotas().disk_quota_bytes(), .reject = reject});
+    cache_->disk()->SetQuota(tenant, QuotaOf(q, q.disk_quota_bytes()));
   }
 }
 

@@ -26,12 +26,18 @@ namespace slimkv::daemon {
 
 class TenantSettings {
  public:
-  // Reads the overrides under config.data_dir (none when the file is missing) and applies the
-  // config and the overrides to `cache`, which must outlive this object. INVALID_ARGUMENT naming
-  // the file when it cannot be parsed or holds a bad value; overrides of tenants no longer
-  // configured are ignored (and kept in the file).
+  // The config's settings with the overrides under config.data_dir on top (none when the file
+  // is missing). INVALID_ARGUMENT naming the file when it cannot be parsed or holds a bad value;
+  // overrides of tenants no longer configured are ignored (and kept in the file).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<TenantSettings>> Load(
-      const v1::DaemonConfig& config, cache::KvCache* cache);
+      const v1::DaemonConfig& config);
+
+  // Each tenant's disk quota in effect, for opening the disk tier (which evicts down to them).
+  std::map<std::string, cache::TenantQuota> DiskQuotas() const;
+
+  // Applies every tenant's settings to `cache`, and from then on every change. `cache` must
+  // outlive this object. REQUIRES: called once, before Set and Reload.
+  void ApplyTo(cache::KvCache* cache);
 
   // Every configured tenant ("default" when none is), with what is in effect; no stats.
   std::vector<v1::TenantInfo> List() const;
@@ -45,7 +51,7 @@ class TenantSettings {
   void Reload(const v1::DaemonConfig& config);
 
  private:
-  TenantSettings(cache::KvCache* cache, std::string path) : cache_(cache), path_(std::move(path)) {}
+  explicit TenantSettings(std::string path) : path_(std::move(path)) {}
 
   // The config's settings of each tenant, as overrides would state them.
   static std::map<std::string, v1::TenantOverride> FromConfig(const v1::DaemonConfig& config);
@@ -54,10 +60,10 @@ class TenantSettings {
   absl::Status PersistLocked(const std::map<std::string, v1::TenantOverride>& overrides) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  cache::KvCache* const cache_;
   const std::string path_;
 
   mutable std::mutex mu_;
+  cache::KvCache* cache_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::map<std::string, v1::TenantOverride> configured_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::TenantOverride> overrides_ ABSL_GUARDED_BY(mu_);
 };

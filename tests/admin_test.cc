@@ -118,6 +118,31 @@ TEST(Admin, ChangesPersistAcrossARestartAndBadOnesChangeNothing) {
   EXPECT_FALSE(alpha.overridden());
 }
 
+TEST(Admin, AQuotaSetAtRunTimeHoldsWhenTheDiskTierReopens) {
+  auto d = DaemonProcess::Start(Config() + "disk { sync: true }\n");
+  ASSERT_TRUE(d.ok()) << d.status();
+  DaemonProcess& daemon = **d;
+  ASSERT_TRUE(client::SyntheticModel{}.Write(daemon.dir() + "/model").ok());
+  auto alpha = As(daemon, TenantToken("alpha"));
+  const auto model = *alpha->RegisterModelDir(daemon.dir() + "/model", 16);
+  const auto tokens = Tokens(9, 4 * 16);
+  ASSERT_TRUE(alpha->Put(model, tokens, 0, MakePages(model, tokens)).ok());  // 4 pages on disk
+
+  // Room for two of alpha's records (a record is its page's 64 KiB payload plus under 1 KiB).
+  v1::SetTenantRequest set;
+  set.set_tenant("alpha");
+  set.mutable_quotas()->set_disk_quota_bytes(2 * (65536 + 1024));
+  ASSERT_TRUE(As(daemon, kAdminToken)->SetTenant(set).ok());
+  ASSERT_EQ(daemon.Stop(), 0);
+  ASSERT_TRUE(daemon.Restart().ok());
+  auto scrape = ScrapeMetrics(daemon.metrics_port());
+  ASSERT_TRUE(scrape.ok());
+  EXPECT_EQ(MetricValue(*scrape, R"(slimkv_stored_pages{tenant="alpha",tier="disk"})"), 2)
+      << daemon.Log();
+  EXPECT_NE(daemon.Log().find("2 evicted to fit the budget and quotas"), std::string::npos)
+      << daemon.Log();
+}
+
 TEST(Admin, ModeSwitchUnderLoadFailsNoRequestAndEveryGetIsRight) {
   // Full rank for the projected latent, so that every mode is exact to fp32 rounding and "right"
   // is a 1e-5 bound (the lossy ranks are PageCodec's and Modes' tests).
