@@ -9,9 +9,15 @@
 // against float64. Measured worst case over the table ≤ 9e-7 for o and ≤ 6e-7 for lse;
 // bounds:   full 5e-6 / 5e-6;   slim, xcache, projected, latent 1e-5 / 5e-6.
 // They do not depend on the stored dtype: both sides read the same stored values.
+//
+// Every test runs on each backend present: the CPU always, the GPU (kernels/gpu.h: full, slim,
+// native latent; pages uploaded to device memory) where Device().usable, else skipped with the
+// reason. The GPU bounds are the CPU's until measured on a GPU (float32 arithmetic too, in
+// another order).
 #include "kernels/attention.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -24,6 +30,8 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_ref.h"
 #include "kernels/codecs_ref.h"
+#include "kernels/gpu.h"
+#include "kernels/quant.h"
 #include "kernels/internal/codec_util.h"
 #include "kernels/internal/test_matrices.h"
 #include "kernels/layer_factors.h"
@@ -92,10 +100,16 @@ struct Geometry {
 
 void PrintTo(const Geometry& g, std::ostream* os) { *os << g.name; }
 
-class AttentionConformance : public testing::TestWithParam<Geometry> {
+enum class Backend { kCpu, kGpu };
+
+class AttentionConformance : public testing::TestWithParam<std::tuple<Geometry, Backend>> {
  protected:
+  const Geometry& geometry() const { return std::get<0>(GetParam()); }
+  bool gpu() const { return std::get<1>(GetParam()) == Backend::kGpu; }
+
   void SetUp() override {
-    const Geometry& g = GetParam();
+    if (gpu() && !gpu::Device().usable) GTEST_SKIP() << "no usable GPU: " << gpu::Device().reason;
+    const Geometry& g = geometry();
     rng_.seed(std::hash<std::string>()(g.name));
     if (g.mla) {
       SetUpLatent(g);
@@ -157,7 +171,7 @@ class AttentionConformance : public testing::TestWithParam<Geometry> {
 
   // Prepares a projected layer: full rank, or half rank with two rope pairs kept per head.
   void SetUpProjected(bool kept) {
-    const Geometry& g = GetParam();
+    const Geometry& g = geometry();
     kept_.clear();
     if (kept) {
       for (int h = 0; h < g.h_kv; ++h) {
@@ -224,6 +238,7 @@ class AttentionConformance : public testing::TestWithParam<Geometry> {
 
   absl::Status Attend(Mode m, std::span<const StoredPage> pages, const float* q,
                       const AttentionParams& p, AttentionOut out) {
+    if (gpu()) return AttendOnGpu(m, pages, q, p, out);
     switch (m) {
       case Mode::kFull: return AttendFull(heads_, pages, q, p, out);
       case Mode::kSlim: return AttendSlim(layer_, pages, q, p, out);
@@ -235,10 +250,48 @@ class AttentionConformance : public testing::TestWithParam<Geometry> {
     return absl::InternalError("mode");
   }
 
+  // The same call on the GPU: pages copied to device memory, the layer's matrices once.
+  absl::Status AttendOnGpu(Mode m, std::span<const StoredPage> pages, const float* q,
+                           const AttentionParams& p, AttentionOut out) {
+    std::vector<gpu::DeviceBuffer> buffers;
+    std::vector<gpu::DevicePage> device_pages;
+    for (const StoredPage& page : pages) {
+      const size_t bytes = page.tokens * StoredCols(m) * DTypeSize(page.data.dtype);
+      absl::StatusOr<gpu::DeviceBuffer> b = gpu::DeviceBuffer::Allocate(bytes);
+      if (!b.ok()) return b.status();
+      if (absl::Status s = b->Upload(page.data.data, bytes); !s.ok()) return s;
+      device_pages.push_back({b->data(), page.data.dtype, page.tokens, page.first_position});
+      buffers.push_back(*std::move(b));
+    }
+    switch (m) {
+      case Mode::kFull: return gpu::AttendFull(heads_, device_pages, q, p, out);
+      case Mode::kSlim: {
+        if (slim_layer_ == nullptr) {
+          absl::StatusOr<std::unique_ptr<gpu::DeviceLayer>> l =
+              gpu::DeviceLayer::ForSlim(layer_, kMaxPosition);
+          if (!l.ok()) return l.status();
+          slim_layer_ = *std::move(l);
+        }
+        return gpu::AttendSlim(layer_, *slim_layer_, device_pages, q, p, out);
+      }
+      case Mode::kLatent: {
+        if (latent_layer_ == nullptr) {
+          absl::StatusOr<std::unique_ptr<gpu::DeviceLayer>> l = gpu::DeviceLayer::ForLatent(latent_);
+          if (!l.ok()) return l.status();
+          latent_layer_ = *std::move(l);
+        }
+        return gpu::AttendLatent(latent_, *latent_layer_, device_pages, q, p, out);
+      }
+      default: return absl::UnimplementedError("not a GPU mode");
+    }
+  }
+
+  // Modes of this geometry on this backend (the GPU has no xcache or projected latent).
   std::vector<Mode> Modes() const {
-    if (GetParam().mla) return {Mode::kFull, Mode::kLatent};
-    std::vector<Mode> m = {Mode::kFull, Mode::kXcache, Mode::kProjected, Mode::kProjectedKept};
-    if (e_ >= GetParam().d) m.push_back(Mode::kSlim);
+    if (geometry().mla) return {Mode::kFull, Mode::kLatent};
+    std::vector<Mode> m = {Mode::kFull};
+    if (!gpu()) m.insert(m.end(), {Mode::kXcache, Mode::kProjected, Mode::kProjectedKept});
+    if (e_ >= geometry().d) m.push_back(Mode::kSlim);
     return m;
   }
 
@@ -247,7 +300,7 @@ class AttentionConformance : public testing::TestWithParam<Geometry> {
   // past 1.
   std::pair<double, double> RunCase(Mode m, DType t, const Layout& layout, double q_scale,
                                     double softcap) {
-    const int h_q = GetParam().h_q;
+    const int h_q = geometry().h_q;
     const int64_t cols = StoredCols(m);
     std::vector<Buf> bufs;
     std::vector<StoredPage> pages;
@@ -296,6 +349,9 @@ class AttentionConformance : public testing::TestWithParam<Geometry> {
   KvCodecLayer layer_;
   LatentLayout latent_;
   KvHeads heads_;
+  // GPU backend: the layer's matrices on the device, made on first use.
+  static constexpr int32_t kMaxPosition = 10000;  // past every layout's last position
+  std::unique_ptr<gpu::DeviceLayer> slim_layer_, latent_layer_;
 };
 
 TEST_P(AttentionConformance, EveryModeDtypeAndLayoutMatchesTheReference) {
@@ -343,7 +399,7 @@ TEST_P(AttentionConformance, SoftcapMatchesTheReference) {
 // Attention over the pages split in two sets, merged with MergeAttention, equals attention over
 // all of them (and the reference); a side with no tokens is the merge's identity.
 TEST_P(AttentionConformance, MergeOfTwoPageSetsEqualsAttentionOverAll) {
-  const int h_q = GetParam().h_q;
+  const int h_q = geometry().h_q;
   for (Mode m : Modes()) {
     if (m == Mode::kProjected || m == Mode::kProjectedKept) SetUpProjected(false);
     SCOPED_TRACE(ModeName(m));
@@ -389,7 +445,7 @@ TEST_P(AttentionConformance, MergeOfTwoPageSetsEqualsAttentionOverAll) {
 
 INSTANTIATE_TEST_SUITE_P(
     Geometries, AttentionConformance,
-    testing::Values(
+    testing::Combine(testing::Values(
         // name, mla, h_q, d, h_kv, d_h, rotary_dim, pairing, bias, scaling, deepseek
         Geometry{"mha_square", false, 4, 32, 4, 8, 8, RopePairing::kHalfSplit, false,
                  RopeScalingType::kNone, false},
@@ -409,7 +465,11 @@ INSTANTIATE_TEST_SUITE_P(
         // Per-head rope dims and two q heads per latent head.
         Geometry{"mha2mla", true, 8, 0, 0, 0, 0, RopePairing::kHalfSplit, false,
                  RopeScalingType::kNone, false}),
-    [](const testing::TestParamInfo<Geometry>& info) { return info.param.name; });
+                     testing::Values(Backend::kCpu, Backend::kGpu)),
+    [](const testing::TestParamInfo<std::tuple<Geometry, Backend>>& info) {
+      return absl::StrCat(std::get<0>(info.param).name,
+                          std::get<1>(info.param) == Backend::kGpu ? "_gpu" : "_cpu");
+    });
 
 // ---- bad input: a clear status, nothing written ----
 
@@ -456,6 +516,54 @@ TEST(AttentionInput, SlimWithoutItsMatrixIsFailedPrecondition) {
   const StoredPage page{{kr.data(), DType::kF32}, 4, 0};
   EXPECT_EQ(AttendSlim(l, {&page, 1}, q.data(), {4, 0.3, 0}, {o.data(), lse.data()}).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// The device dequantizer is bit-identical to QuantDecodeRef on any bytes (NaN codes, int8 −128,
+// odd scales), every format, kept bf16 columns or not, row counts that leave a partial int4
+// per-channel block.
+TEST(GpuBackend, DequantizeIsBitIdenticalToTheReference) {
+  if (!gpu::Device().usable) GTEST_SKIP() << "no usable GPU: " << gpu::Device().reason;
+  std::mt19937 rng(78);
+  const uint64_t rows = 35, cols = 300;
+  for (QuantKind kind : {QuantKind::kFp8E4M3, QuantKind::kInt8, QuantKind::kInt4}) {
+    for (QuantAxis axis : {QuantAxis::kPerToken, QuantAxis::kPerChannel}) {
+      if (axis == QuantAxis::kPerChannel && kind != QuantKind::kInt4) continue;
+      for (uint32_t keep : {0u, 20u}) {
+        const QuantParams p{kind, axis, keep};
+        SCOPED_TRACE(absl::StrCat(static_cast<int>(kind), " axis ", static_cast<int>(axis),
+                                  " keep ", keep));
+        std::vector<uint8_t> enc(QuantBytes(p, rows, cols));
+        for (uint8_t& b : enc) b = static_cast<uint8_t>(rng());
+        std::vector<float> want(rows * cols), got(rows * cols);
+        QuantDecodeRef(p, enc.data(), rows, cols, want.data(), DType::kF32);
+        absl::StatusOr<gpu::DeviceBuffer> src = gpu::DeviceBuffer::Allocate(enc.size());
+        absl::StatusOr<gpu::DeviceBuffer> dst = gpu::DeviceBuffer::Allocate(4 * got.size());
+        ASSERT_TRUE(src.ok() && dst.ok());
+        ASSERT_TRUE(src->Upload(enc.data(), enc.size()).ok());
+        ASSERT_TRUE(gpu::Dequantize(p, src->data(), rows, cols, static_cast<float*>(dst->data())).ok());
+        ASSERT_TRUE(dst->Download(got.data(), 4 * got.size()).ok());
+        EXPECT_EQ(std::memcmp(want.data(), got.data(), 4 * got.size()), 0);
+      }
+    }
+  }
+}
+
+// Without a usable GPU (no CUDA in the build, no driver, no device) the backend says why, and
+// every op answers UNAVAILABLE and writes nothing, so callers fall back to the CPU.
+TEST(GpuBackend, WithoutAGpuEveryOpIsUnavailableAndWritesNothing) {
+  if (gpu::Device().usable) GTEST_SKIP() << "a GPU is present: " << gpu::Device().name;
+  EXPECT_FALSE(gpu::Device().reason.empty());
+  EXPECT_EQ(gpu::SelfTest().code(), absl::StatusCode::kUnavailable);
+  const KvHeads heads{4, 8, 8};
+  EXPECT_EQ(gpu::SupportsAttendFull(heads, 4).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(gpu::DeviceBuffer::Allocate(64).status().code(), absl::StatusCode::kUnavailable);
+  std::vector<float> kv(2 * 4 * 32, 1.0f), q(4 * 8, 1.0f), o(4 * 8, 7.0f), lse(4, 7.0f);
+  const gpu::DevicePage page{kv.data(), DType::kF32, 4, 0};
+  EXPECT_EQ(gpu::AttendFull(heads, {&page, 1}, q.data(), {4, 0.3, 0}, {o.data(), lse.data()}).code(),
+            absl::StatusCode::kUnavailable);
+  for (float x : o) EXPECT_EQ(x, 7.0f);
+  for (float x : lse) EXPECT_EQ(x, 7.0f);
+  EXPECT_EQ(gpu::DeviceBytesInUse(), 0);
 }
 
 }  // namespace

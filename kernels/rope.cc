@@ -170,18 +170,26 @@ absl::StatusOr<RopeTable> RopeTable::Create(const RopeParams& p) {
   return table;
 }
 
+void RopeTable::CosSinScaled(int32_t position, bool inverse, float* cos, float* sin) const {
+  const double scale = inverse ? 1.0 / scale_ : scale_;
+  for (int j = 0; j < params_.rotary_dim / 2; ++j) {
+    const double angle = Angle(params_, position, inv_freq_[j]);
+    cos[j] = static_cast<float>(scale * std::cos(angle));
+    sin[j] = static_cast<float>(scale * (inverse ? -std::sin(angle) : std::sin(angle)));
+  }
+}
+
+void RopeTable::CosSin(int32_t position, float* cos, float* sin) const {
+  CosSinScaled(position, /*inverse=*/false, cos, sin);
+}
+
 void RopeTable::Apply(float* x, int64_t tokens, int heads, const int32_t* positions,
                       bool inverse) const {
   const RopeParams& p = params_;
   const int half = p.rotary_dim / 2;
-  const double scale = inverse ? 1.0 / scale_ : scale_;
   std::vector<float> cos_t(half), sin_t(half);
   for (int64_t t = 0; t < tokens; ++t) {
-    for (int j = 0; j < half; ++j) {
-      const double angle = Angle(p, positions[t], inv_freq_[j]);
-      cos_t[j] = static_cast<float>(scale * std::cos(angle));
-      sin_t[j] = static_cast<float>(scale * (inverse ? -std::sin(angle) : std::sin(angle)));
-    }
+    CosSinScaled(positions[t], inverse, cos_t.data(), sin_t.data());
     for (int h = 0; h < heads; ++h) {
       float* head = x + (t * heads + h) * p.head_dim;
       if (p.pairing == RopePairing::kHalfSplit) {

@@ -91,7 +91,13 @@ class RopeTable {
   // double and rounded to float; the rotation itself is float32.
   void Apply(float* x, int64_t tokens, int heads, const int32_t* positions, bool inverse) const;
 
+  // The float cos and sin (attention factor included) Apply turns pair j of `position` by,
+  // for j < rotary_dim / 2: what a GPU kernel needs to rotate exactly as Apply does.
+  void CosSin(int32_t position, float* cos, float* sin) const;
+
  private:
+  void CosSinScaled(int32_t position, bool inverse, float* cos, float* sin) const;
+
   RopeParams params_;
   std::vector<double> inv_freq_;
   double scale_ = 1.0;  // attention factor applied to keys

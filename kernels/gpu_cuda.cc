@@ -1,0 +1,848 @@
+// kernels/gpu.h on CUDA: the host side. Checks shapes like the CPU ops, lays out one
+// stream-ordered scratch allocation per call, launches the kernels of gpu_attention.cuh /
+// gpu_dequant.cuh on the calling thread's stream, and converts cudaError_t to absl::Status here
+// and nowhere else (STYLE.md).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/attention_ref.h"
+#include "kernels/gpu.h"
+#include "kernels/gpu_attention.cuh"
+#include "kernels/gpu_dequant.cuh"
+#include "kernels/internal/codec_util.h"
+
+namespace slimkv::kernels::gpu {
+
+struct DeviceLayer::Impl {
+  DeviceBuffer w;         // slim W_KV [e, e]; latent W_UV [d_c, heads·d_v]
+  DeviceBuffer bias;      // slim b_V − b_K·W_KV [e]; empty when the layer has no biases
+  DeviceBuffer w_uk;      // latent [d_c, heads·d_nope]; empty when d_nope = 0
+  DeviceBuffer cos, sin;  // slim RoPE [max_position, rotary_dim / 2]; empty without RoPE
+  int32_t max_position = 0;
+};
+
+namespace {
+
+const cudaStream_t kStream = cudaStreamPerThread;  // the calling thread's stream
+constexpr int kTileTokens = 32;  // gpu_attention.cu's kTile: splits are multiples of it
+std::atomic<int64_t> g_bytes_in_use{0};
+
+absl::Status Cuda(cudaError_t e, absl::string_view what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  const std::string msg = absl::StrCat(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
+  if (e == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(msg);
+  return absl::UnavailableError(msg);
+}
+
+DeviceInfo Probe() {
+  DeviceInfo info;
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice || count == 0) {
+    info.reason = e == cudaErrorInsufficientDriver ? "no CUDA driver" : "no GPU";
+    return info;
+  }
+  if (e != cudaSuccess) {
+    info.reason = absl::StrCat("CUDA: ", cudaGetErrorString(e));
+    return info;
+  }
+  cudaDeviceProp prop;
+  if (const cudaError_t pe = cudaGetDeviceProperties(&prop, 0); pe != cudaSuccess) {
+    info.reason = absl::StrCat("CUDA: ", cudaGetErrorString(pe));
+    return info;
+  }
+  info.name = prop.name;
+  info.sm_count = prop.multiProcessorCount;
+  info.memory_bytes = static_cast<int64_t>(prop.totalGlobalMem);
+  if (prop.major < 9) {
+    info.reason = absl::StrCat("compute capability ", prop.major, ".", prop.minor,
+                               " (kernels are built for 9.0)");
+    return info;
+  }
+  info.usable = true;
+  return info;
+}
+
+absl::Status Usable() {
+  const DeviceInfo& d = Device();
+  return d.usable ? absl::OkStatus() : absl::UnavailableError(absl::StrCat("no usable GPU: ", d.reason));
+}
+
+size_t SharedMemoryLimit() {
+  static const size_t limit = [] {
+    int v = 0;
+    return cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) == cudaSuccess
+               ? static_cast<size_t>(v)
+               : size_t{48 * 1024};
+  }();
+  return limit;
+}
+
+// The shapes of one call's generic pass (gpu_attention.cuh) and what follows it.
+struct Pass {
+  PartialAttentionParams partial;  // shapes and RoPE; pages, q and outputs are set by Run
+  // After CombineSplits: o = acc (w null), or o = ProjectHeads(acc) with these.
+  const float* w = nullptr;
+  int64_t ldw = 0;
+  const float* bias = nullptr;
+  int heads_per_group = 1;
+  int d_out = 0;
+  // Native MLA with d_nope > 0: columns [0, d_c) of q come from AbsorbQuery on q_nope (with
+  // d_nope = 0 they stay 0, as the CPU's q̃ does).
+  const float* w_uk = nullptr;
+  std::vector<float> q_nope;  // [h_q, d_nope]
+  int d_nope = 0;
+  float absorb_scale = 1.0f;
+};
+
+int KeyLen(const PartialAttentionParams& p) { return p.a_len + p.b_len; }
+
+absl::Status Fits(const PartialAttentionParams& p) {
+  if (PartialAttentionSmemBytes(p) > SharedMemoryLimit()) {
+    return absl::OutOfRangeError(absl::StrCat("a value row of ", p.v_len,
+                                              " floats does not fit one block's shared memory"));
+  }
+  return absl::OkStatus();
+}
+
+// Checks the pages and returns their total tokens: INVALID_ARGUMENT for negative tokens, a page
+// with tokens but no data, or pages of different dtypes.
+absl::StatusOr<int64_t> CheckPages(std::span<const DevicePage> pages, const float* q,
+                                   AttentionOut out) {
+  if (q == nullptr || out.o == nullptr || out.lse == nullptr) {
+    return absl::InvalidArgumentError("attention: q, o and lse must not be null");
+  }
+  int64_t total = 0;
+  const DevicePage* first = nullptr;
+  for (const DevicePage& page : pages) {
+    if (page.tokens < 0) return absl::InvalidArgumentError("attention: a page has tokens < 0");
+    if (page.tokens == 0) continue;
+    if (page.data == nullptr) return absl::InvalidArgumentError("attention: a page has no data");
+    if (first != nullptr && page.dtype != first->dtype) {
+      return absl::InvalidArgumentError("attention: the pages of one call must share a dtype");
+    }
+    first = &page;
+    total += page.tokens;
+  }
+  return total;
+}
+
+// Offsets of one call's scratch sections, each 256-byte aligned.
+class Layout {
+ public:
+  size_t Add(size_t bytes) {
+    const size_t at = size_;
+    size_ += (bytes + 255) / 256 * 256;
+    return at;
+  }
+  size_t size() const { return size_; }
+
+ private:
+  size_t size_ = 0;
+};
+
+// One stream-ordered device allocation, freed on the stream when it goes out of scope.
+class Scratch {
+ public:
+  ~Scratch() {
+    if (base_ != nullptr) (void)cudaFreeAsync(base_, kStream);
+  }
+  absl::Status Allocate(size_t bytes) {
+    return Cuda(cudaMallocAsync(reinterpret_cast<void**>(&base_), bytes, kStream), "device scratch");
+  }
+  template <class T>
+  T* At(size_t offset) const {
+    return reinterpret_cast<T*>(base_ + offset);
+  }
+
+ private:
+  uint8_t* base_ = nullptr;
+};
+
+// Runs a pass over `pages` for queries q [h_q, key_len] (host, scaled) into out (host).
+absl::Status Run(Pass pass, std::span<const DevicePage> pages, const std::vector<float>& q,
+                 int64_t total, AttentionOut out) {
+  PartialAttentionParams& pp = pass.partial;
+  const int h_q = pp.h_q, key_len = KeyLen(pp), v_len = pp.v_len;
+  const int d_out = pass.w != nullptr ? pass.d_out : v_len;
+  if (total == 0) {
+    std::fill(out.o, out.o + int64_t{h_q} * d_out, 0.0f);
+    std::fill(out.lse, out.lse + h_q, -std::numeric_limits<float>::infinity());
+    return absl::OkStatus();
+  }
+  if (absl::Status s = Fits(pp); !s.ok()) return s;
+
+  // Host side of the page table: only pages with tokens.
+  std::vector<const void*> data;
+  std::vector<int64_t> start = {0};
+  std::vector<int32_t> position;
+  for (const DevicePage& page : pages) {
+    if (page.tokens == 0) continue;
+    data.push_back(page.data);
+    position.push_back(page.first_position);
+    start.push_back(start.back() + page.tokens);
+    pp.pages.type = static_cast<RowType>(page.dtype);
+  }
+  const int n_pages = static_cast<int>(data.size());
+  // Splits: about four blocks per multiprocessor in all, each at least 256 tokens.
+  const int64_t want = std::max<int64_t>(1, 4 * int64_t{Device().sm_count} / h_q);
+  int64_t per_split = std::max<int64_t>(256, (total + want - 1) / want);
+  per_split = (per_split + kTileTokens - 1) / kTileTokens * kTileTokens;
+  const int n_splits = static_cast<int>((total + per_split - 1) / per_split);
+
+  Layout layout;
+  const size_t at_data = layout.Add(sizeof(void*) * n_pages);
+  const size_t at_start = layout.Add(sizeof(int64_t) * (n_pages + 1));
+  const size_t at_position = layout.Add(sizeof(int32_t) * n_pages);
+  const size_t at_q = layout.Add(sizeof(float) * q.size());
+  const size_t at_q_nope = layout.Add(sizeof(float) * pass.q_nope.size());
+  const size_t host_bytes = layout.size();  // everything above is uploaded in one copy
+  const size_t n_part = size_t{1} * n_splits * h_q;
+  const size_t at_part_acc = layout.Add(sizeof(float) * n_part * v_len);
+  const size_t at_part_max = layout.Add(sizeof(float) * n_part);
+  const size_t at_part_sum = layout.Add(sizeof(float) * n_part);
+  const size_t at_acc = layout.Add(sizeof(float) * h_q * v_len);
+  const size_t at_lse = layout.Add(sizeof(float) * h_q);
+  const size_t at_o = layout.Add(sizeof(float) * h_q * d_out);
+
+  std::vector<uint8_t> staging(host_bytes);
+  std::memcpy(staging.data() + at_data, data.data(), sizeof(void*) * n_pages);
+  std::memcpy(staging.data() + at_start, start.data(), sizeof(int64_t) * (n_pages + 1));
+  std::memcpy(staging.data() + at_position, position.data(), sizeof(int32_t) * n_pages);
+  std::memcpy(staging.data() + at_q, q.data(), sizeof(float) * q.size());
+  if (!pass.q_nope.empty()) {
+    std::memcpy(staging.data() + at_q_nope, pass.q_nope.data(), sizeof(float) * pass.q_nope.size());
+  }
+
+  Scratch scratch;
+  if (absl::Status s = scratch.Allocate(layout.size()); !s.ok()) return s;
+  if (absl::Status s = Cuda(cudaMemcpyAsync(scratch.At<uint8_t>(0), staging.data(), host_bytes,
+                                            cudaMemcpyHostToDevice, kStream),
+                            "upload of the page table");
+      !s.ok()) {
+    return s;
+  }
+  if (pass.w_uk != nullptr) {  // native MLA: q̃ into columns [0, d_c) of each query row
+    AbsorbQueryParams a;
+    a.h_q = h_q;
+    a.heads_per_group = pp.heads_per_kv;
+    a.d_nope = pass.d_nope;
+    a.d_c = pp.a_len;
+    a.q_nope = scratch.At<float>(at_q_nope);
+    a.w = pass.w_uk;
+    a.ldw = int64_t{pass.d_nope} * (h_q / pp.heads_per_kv);
+    a.scale = pass.absorb_scale;
+    a.out = scratch.At<float>(at_q);
+    a.ld_out = key_len;
+    if (absl::Status s = Cuda(AbsorbQuery(a, kStream), "query absorption"); !s.ok()) return s;
+  }
+  pp.pages.data = scratch.At<const void* const>(at_data);
+  pp.pages.start = scratch.At<const int64_t>(at_start);
+  pp.pages.position = scratch.At<const int32_t>(at_position);
+  pp.pages.n_pages = n_pages;
+  pp.pages.total_tokens = total;
+  pp.q = scratch.At<const float>(at_q);
+  pp.tokens_per_split = per_split;
+  pp.n_splits = n_splits;
+  pp.part_acc = scratch.At<float>(at_part_acc);
+  pp.part_max = scratch.At<float>(at_part_max);
+  pp.part_sum = scratch.At<float>(at_part_sum);
+  if (absl::Status s = Cuda(PartialAttention(pp, kStream), "attention"); !s.ok()) return s;
+  CombineSplitsParams c;
+  c.h_q = h_q;
+  c.v_len = v_len;
+  c.n_splits = n_splits;
+  c.part_acc = pp.part_acc;
+  c.part_max = pp.part_max;
+  c.part_sum = pp.part_sum;
+  c.acc = scratch.At<float>(at_acc);
+  c.lse = scratch.At<float>(at_lse);
+  if (absl::Status s = Cuda(CombineSplits(c, kStream), "split merge"); !s.ok()) return s;
+  const float* o = c.acc;
+  if (pass.w != nullptr) {
+    ProjectHeadsParams pr;
+    pr.h_q = h_q;
+    pr.heads_per_group = pass.heads_per_group;
+    pr.in_len = v_len;
+    pr.d_out = d_out;
+    pr.in = c.acc;
+    pr.w = pass.w;
+    pr.ldw = pass.ldw;
+    pr.bias = pass.bias;
+    pr.out = scratch.At<float>(at_o);
+    if (absl::Status s = Cuda(ProjectHeads(pr, kStream), "value projection"); !s.ok()) return s;
+    o = pr.out;
+  }
+  // Download into host staging first: nothing is written to `out` unless every step succeeded.
+  std::vector<float> result(size_t{1} * h_q * d_out + h_q);
+  if (absl::Status s = Cuda(cudaMemcpyAsync(result.data(), o, sizeof(float) * h_q * d_out,
+                                            cudaMemcpyDeviceToHost, kStream),
+                            "download of o");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = Cuda(cudaMemcpyAsync(result.data() + size_t{1} * h_q * d_out, c.lse,
+                                            sizeof(float) * h_q, cudaMemcpyDeviceToHost, kStream),
+                            "download of lse");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = Cuda(cudaStreamSynchronize(kStream), "attention"); !s.ok()) return s;
+  std::copy(result.begin(), result.begin() + int64_t{h_q} * d_out, out.o);
+  std::copy(result.begin() + int64_t{h_q} * d_out, result.end(), out.lse);
+  return absl::OkStatus();
+}
+
+std::vector<float> ScaledQ(const float* q, int64_t n, double scale) {
+  std::vector<float> s(n);
+  for (int64_t i = 0; i < n; ++i) s[i] = static_cast<float>(scale * q[i]);
+  return s;
+}
+
+Pass FullPass(const KvHeads& h, int h_q) {
+  Pass pass;
+  PartialAttentionParams& p = pass.partial;
+  p.row_elems = int64_t{h.h_kv} * h.d_k;
+  p.value_plane = true;
+  p.v_row_elems = int64_t{h.h_kv} * h.d_v;
+  p.h_q = h_q;
+  p.heads_per_kv = h.h_kv > 0 ? h_q / h.h_kv : 1;
+  p.a_stride = p.a_len = h.d_k;
+  p.v_stride = p.v_len = h.d_v;
+  return pass;
+}
+
+Pass SlimPass(const KvCodecLayer& l, int h_q) {
+  Pass pass;
+  PartialAttentionParams& p = pass.partial;
+  const int e = l.proj.e();
+  p.row_elems = e;
+  p.h_q = h_q;
+  p.heads_per_kv = l.proj.h_kv > 0 ? h_q / l.proj.h_kv : 1;
+  p.a_stride = p.a_len = l.proj.d_h;
+  p.v_len = e;
+  pass.ldw = e;
+  pass.heads_per_group = p.heads_per_kv;
+  pass.d_out = l.proj.d_h;
+  return pass;
+}
+
+Pass LatentPass(const LatentLayout& l, int h_q) {
+  Pass pass;
+  PartialAttentionParams& p = pass.partial;
+  p.row_elems = l.stored_elems();
+  p.h_q = h_q;
+  p.heads_per_kv = l.heads > 0 ? h_q / l.heads : 1;
+  p.a_len = l.d_c;
+  p.b_off = l.d_c;
+  p.b_stride = l.shared_rope ? 0 : l.rope_dim;
+  p.b_len = l.rope_dim;
+  p.v_len = l.d_c;
+  pass.ldw = int64_t{l.heads} * l.v_head_dim;
+  pass.heads_per_group = p.heads_per_kv;
+  pass.d_out = l.v_head_dim;
+  pass.d_nope = l.d_nope();
+  return pass;
+}
+
+absl::StatusOr<DeviceBuffer> UploadFloats(const float* src, size_t n) {
+  absl::StatusOr<DeviceBuffer> b = DeviceBuffer::Allocate(sizeof(float) * n);
+  if (!b.ok()) return b.status();
+  if (absl::Status s = b->Upload(src, sizeof(float) * n); !s.ok()) return s;
+  return b;
+}
+
+}  // namespace
+
+const DeviceInfo& Device() {
+  static const DeviceInfo info = Probe();
+  return info;
+}
+
+// ---- DeviceBuffer ----
+
+absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  DeviceBuffer b;
+  if (bytes == 0) return b;
+  if (absl::Status s = Cuda(cudaMalloc(&b.data_, bytes), "device buffer"); !s.ok()) return s;
+  b.bytes_ = bytes;
+  g_bytes_in_use += static_cast<int64_t>(bytes);
+  return b;
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    this->~DeviceBuffer();
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (data_ == nullptr) return;
+  (void)cudaFree(data_);
+  g_bytes_in_use -= static_cast<int64_t>(bytes_);
+  data_ = nullptr;
+  bytes_ = 0;
+}
+
+absl::Status DeviceBuffer::Upload(const void* host, size_t bytes, size_t offset) {
+  if (bytes == 0) return absl::OkStatus();
+  if (absl::Status s = Cuda(cudaMemcpyAsync(static_cast<uint8_t*>(data_) + offset, host, bytes,
+                                            cudaMemcpyHostToDevice, kStream),
+                            "upload");
+      !s.ok()) {
+    return s;
+  }
+  return Cuda(cudaStreamSynchronize(kStream), "upload");
+}
+
+absl::Status DeviceBuffer::Download(void* host, size_t bytes, size_t offset) const {
+  if (bytes == 0) return absl::OkStatus();
+  if (absl::Status s = Cuda(cudaMemcpyAsync(host, static_cast<const uint8_t*>(data_) + offset,
+                                            bytes, cudaMemcpyDeviceToHost, kStream),
+                            "download");
+      !s.ok()) {
+    return s;
+  }
+  return Cuda(cudaStreamSynchronize(kStream), "download");
+}
+
+int64_t DeviceBytesInUse() { return g_bytes_in_use.load(); }
+
+// ---- Dequantize ----
+
+absl::Status Dequantize(const QuantParams& p, const void* src, int64_t rows, int64_t cols,
+                        float* dst) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (rows < 0 || cols < 0 || p.keep_cols > static_cast<uint64_t>(cols) ||
+      (rows * cols > 0 && (src == nullptr || dst == nullptr))) {
+    return absl::InvalidArgumentError("dequantize: bad shape or null buffer");
+  }
+  DequantizeParams d{p, static_cast<const uint8_t*>(src), rows, cols, dst};
+  if (absl::Status s = Cuda(gpu::Dequantize(d, kStream), "dequantize"); !s.ok()) return s;
+  return Cuda(cudaStreamSynchronize(kStream), "dequantize");
+}
+
+// ---- DeviceLayer ----
+
+DeviceLayer::DeviceLayer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DeviceLayer::~DeviceLayer() = default;
+
+size_t DeviceLayer::bytes() const {
+  return impl_->w.bytes() + impl_->bias.bytes() + impl_->w_uk.bytes() + impl_->cos.bytes() +
+         impl_->sin.bytes();
+}
+
+absl::StatusOr<std::unique_ptr<DeviceLayer>> DeviceLayer::ForSlim(const KvCodecLayer& l,
+                                                                  int32_t max_position) {
+  if (absl::Status s = ValidateCodecLayer(l, CodecMode::kSlim); !s.ok()) return s;
+  if (max_position < 0) return absl::InvalidArgumentError("max_position < 0");
+  auto impl = std::make_unique<Impl>();
+  const int e = l.proj.e();
+  absl::StatusOr<DeviceBuffer> w = UploadFloats(l.w_kv, size_t{1} * e * e);
+  if (!w.ok()) return w.status();
+  impl->w = *std::move(w);
+  if (l.proj.b_k != nullptr || l.proj.b_v != nullptr) {
+    // Σ_t s = 1, so the biases fold into one per column: b_V − b_K·W_KV.
+    std::vector<float> bias(e);
+    for (int c = 0; c < e; ++c) {
+      double b = l.proj.b_v != nullptr ? l.proj.b_v[c] : 0.0;
+      if (l.proj.b_k != nullptr) {
+        for (int r = 0; r < e; ++r) b -= double{l.proj.b_k[r]} * l.w_kv[int64_t{r} * e + c];
+      }
+      bias[c] = static_cast<float>(b);
+    }
+    absl::StatusOr<DeviceBuffer> b = UploadFloats(bias.data(), bias.size());
+    if (!b.ok()) return b.status();
+    impl->bias = *std::move(b);
+  }
+  if (l.rope != nullptr) {
+    const int half = l.rope->params().rotary_dim / 2;
+    std::vector<float> cos(size_t{1} * max_position * half), sin(cos.size());
+    for (int32_t pos = 0; pos < max_position; ++pos) {
+      l.rope->CosSin(pos, &cos[size_t{1} * pos * half], &sin[size_t{1} * pos * half]);
+    }
+    absl::StatusOr<DeviceBuffer> c = UploadFloats(cos.data(), cos.size());
+    if (!c.ok()) return c.status();
+    absl::StatusOr<DeviceBuffer> s = UploadFloats(sin.data(), sin.size());
+    if (!s.ok()) return s.status();
+    impl->cos = *std::move(c);
+    impl->sin = *std::move(s);
+  }
+  impl->max_position = max_position;
+  return std::unique_ptr<DeviceLayer>(new DeviceLayer(std::move(impl)));
+}
+
+absl::StatusOr<std::unique_ptr<DeviceLayer>> DeviceLayer::ForLatent(const LatentLayout& l) {
+  if (absl::Status s = ValidateLatentLayout(l); !s.ok()) return s;
+  auto impl = std::make_unique<Impl>();
+  absl::StatusOr<DeviceBuffer> w = UploadFloats(l.w_uv, size_t{1} * l.d_c * l.heads * l.v_head_dim);
+  if (!w.ok()) return w.status();
+  impl->w = *std::move(w);
+  if (l.d_nope() > 0) {
+    absl::StatusOr<DeviceBuffer> uk = UploadFloats(l.w_uk, size_t{1} * l.d_c * l.heads * l.d_nope());
+    if (!uk.ok()) return uk.status();
+    impl->w_uk = *std::move(uk);
+  }
+  return std::unique_ptr<DeviceLayer>(new DeviceLayer(std::move(impl)));
+}
+
+// ---- Supports ----
+
+absl::Status SupportsAttendFull(const KvHeads& heads, int h_q) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (absl::Status s = SelfTest(); !s.ok()) return s;
+  return Fits(FullPass(heads, h_q).partial);
+}
+
+absl::Status SupportsAttendSlim(const KvCodecLayer& l, int h_q) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (absl::Status s = SelfTest(); !s.ok()) return s;
+  return Fits(SlimPass(l, h_q).partial);
+}
+
+absl::Status SupportsAttendLatent(const LatentLayout& l, int h_q) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (absl::Status s = SelfTest(); !s.ok()) return s;
+  return Fits(LatentPass(l, h_q).partial);
+}
+
+// ---- Attention ----
+
+absl::Status AttendFull(const KvHeads& heads, std::span<const DevicePage> pages, const float* q,
+                        const AttentionParams& p, AttentionOut out) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (heads.d_k <= 0 || heads.d_v <= 0) {
+    return absl::InvalidArgumentError("attention: head dims must be positive");
+  }
+  if (absl::Status s = internal::ValidateAttentionParams(p, heads.h_kv); !s.ok()) return s;
+  absl::StatusOr<int64_t> total = CheckPages(pages, q, out);
+  if (!total.ok()) return total.status();
+  Pass pass = FullPass(heads, p.h_q);
+  pass.partial.softcap = static_cast<float>(p.softcap);
+  return Run(std::move(pass), pages, ScaledQ(q, int64_t{p.h_q} * heads.d_k, p.scale), *total, out);
+}
+
+absl::Status AttendSlim(const KvCodecLayer& l, const DeviceLayer& layer,
+                        std::span<const DevicePage> pages, const float* q,
+                        const AttentionParams& p, AttentionOut out) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (absl::Status s = ValidateCodecLayer(l, CodecMode::kSlim); !s.ok()) return s;
+  if (absl::Status s = internal::ValidateAttentionParams(p, l.proj.h_kv); !s.ok()) return s;
+  absl::StatusOr<int64_t> total = CheckPages(pages, q, out);
+  if (!total.ok()) return total.status();
+  const DeviceLayer::Impl& d = layer.impl();
+  if (d.w.data() == nullptr || (l.rope != nullptr) != (d.cos.data() != nullptr)) {
+    return absl::InvalidArgumentError("attention: the DeviceLayer is not this slim layer's");
+  }
+  if (l.rope != nullptr) {
+    for (const DevicePage& page : pages) {
+      if (page.tokens > 0 && int64_t{page.first_position} + page.tokens > d.max_position) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "attention: position ", int64_t{page.first_position} + page.tokens - 1,
+            " is past the device RoPE table (", d.max_position, " positions)"));
+      }
+    }
+  }
+  Pass pass = SlimPass(l, p.h_q);
+  pass.partial.softcap = static_cast<float>(p.softcap);
+  if (l.rope != nullptr) {
+    pass.partial.cos = static_cast<const float*>(d.cos.data());
+    pass.partial.sin = static_cast<const float*>(d.sin.data());
+    pass.partial.rotary_dim = l.rope->params().rotary_dim;
+    pass.partial.half_split = l.rope->params().pairing == RopePairing::kHalfSplit;
+  }
+  pass.w = static_cast<const float*>(d.w.data());
+  pass.bias = static_cast<const float*>(d.bias.data());
+  return Run(std::move(pass), pages, ScaledQ(q, int64_t{p.h_q} * l.proj.d_h, p.scale), *total,
+             out);
+}
+
+absl::Status AttendLatent(const LatentLayout& l, const DeviceLayer& layer,
+                          std::span<const DevicePage> pages, const float* q,
+                          const AttentionParams& p, AttentionOut out) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (absl::Status s = ValidateLatentLayout(l); !s.ok()) return s;
+  if (absl::Status s = internal::ValidateAttentionParams(p, l.heads); !s.ok()) return s;
+  absl::StatusOr<int64_t> total = CheckPages(pages, q, out);
+  if (!total.ok()) return total.status();
+  const DeviceLayer::Impl& d = layer.impl();
+  if (d.w.data() == nullptr || (l.d_nope() > 0) != (d.w_uk.data() != nullptr)) {
+    return absl::InvalidArgumentError("attention: the DeviceLayer is not this latent layer's");
+  }
+  // Split each q head into q_nope [d_nope] (absorbed on the device) and the scaled rope part,
+  // which goes straight to columns [d_c, d_c + rope_dim) of the query row.
+  const int dk = l.k_head_dim, dn = l.d_nope(), r = l.rope_dim, key_len = l.d_c + r;
+  const int group = p.h_q / l.heads;
+  const std::vector<int> map = internal::LatentHeadMap(l);
+  Pass pass = LatentPass(l, p.h_q);
+  pass.partial.softcap = static_cast<float>(p.softcap);
+  pass.w = static_cast<const float*>(d.w.data());
+  pass.w_uk = static_cast<const float*>(d.w_uk.data());
+  pass.absorb_scale = static_cast<float>(p.scale);
+  pass.q_nope.assign(size_t{1} * p.h_q * dn, 0.0f);
+  std::vector<float> query(size_t{1} * p.h_q * key_len, 0.0f);
+  for (int i = 0; i < p.h_q; ++i) {
+    const int g = i / group;
+    for (int c = 0; c < dk; ++c) {
+      const int src = map[g * dk + c];
+      const float v = q[int64_t{i} * dk + c];
+      if (src >= 0) {
+        pass.q_nope[size_t{1} * i * dn + src] = v;
+      } else {
+        query[size_t{1} * i * key_len + l.d_c + (-src - 1)] = static_cast<float>(p.scale * v);
+      }
+    }
+  }
+  return Run(std::move(pass), pages, query, *total, out);
+}
+
+// ---- Known-answer check ----
+
+namespace {
+
+// Small fixed cases: float32 random values rounded to bf16 (so the bf16 pages hold the same
+// values), three pages of 13, 40 and 1 tokens at scattered positions.
+struct Case {
+  std::vector<std::pair<int, int32_t>> pages = {{13, 0}, {40, 13}, {1, 700}};
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  float Next() {  // uniform in [-1, 1), then rounded to bf16
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    const float u = static_cast<float>(static_cast<int64_t>(state >> 40) - (1 << 23)) / (1 << 23);
+    uint32_t bits;
+    std::memcpy(&bits, &u, 4);
+    bits &= 0xffff0000u;
+    float r;
+    std::memcpy(&r, &bits, 4);
+    return r;
+  }
+  std::vector<float> Values(size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = Next();
+    return v;
+  }
+  int Tokens() const {
+    int t = 0;
+    for (const auto& pg : pages) t += pg.first;
+    return t;
+  }
+};
+
+// Uploads pages of `cols` stored columns as dtype t (F32 or BF16); returns the device pages and
+// keeps their buffers in *keep.
+absl::StatusOr<std::vector<DevicePage>> UploadPages(const Case& c, const std::vector<float>& rows,
+                                                    int64_t cols, DType t,
+                                                    std::vector<DeviceBuffer>* keep) {
+  std::vector<DevicePage> pages;
+  int64_t at = 0;
+  for (const auto& [tokens, first] : c.pages) {
+    const int64_t n = int64_t{tokens} * cols;
+    std::vector<uint8_t> host(n * DTypeSize(t));
+    for (int64_t k = 0; k < n; ++k) {
+      const float v = rows[at + k];
+      if (t == DType::kF32) {
+        std::memcpy(&host[4 * k], &v, 4);
+      } else {
+        uint32_t bits;
+        std::memcpy(&bits, &v, 4);
+        const uint16_t b = static_cast<uint16_t>(bits >> 16);
+        std::memcpy(&host[2 * k], &b, 2);
+      }
+    }
+    absl::StatusOr<DeviceBuffer> b = DeviceBuffer::Allocate(host.size());
+    if (!b.ok()) return b.status();
+    if (absl::Status s = b->Upload(host.data(), host.size()); !s.ok()) return s;
+    pages.push_back({b->data(), t, tokens, first});
+    keep->push_back(*std::move(b));
+    at += n;
+  }
+  return pages;
+}
+
+absl::Status Compare(const char* what, const std::vector<float>& o, const std::vector<float>& lse,
+                     const std::vector<double>& o_ref, const std::vector<double>& lse_ref) {
+  double num = 0, den = 0, lse_err = 0;
+  for (size_t k = 0; k < o.size(); ++k) {
+    if (!std::isfinite(o[k])) return absl::InternalError(absl::StrCat(what, ": o not finite"));
+    num += (o[k] - o_ref[k]) * (o[k] - o_ref[k]);
+    den += o_ref[k] * o_ref[k];
+  }
+  for (size_t i = 0; i < lse.size(); ++i) {
+    lse_err = std::max(lse_err, std::abs(lse[i] - lse_ref[i]) / std::max(1.0, std::abs(lse_ref[i])));
+  }
+  const double o_err = std::sqrt(num / std::max(den, 1e-300));
+  if (o_err <= 1e-4 && lse_err <= 1e-4) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": disagrees with the CPU reference (o ", o_err,
+                                          ", lse ", lse_err, ")"));
+}
+
+// Engine K [T, h, d_k], V [T, h, d_v] → AttendRef.
+absl::Status Reference(const KvHeads& heads, int T, const std::vector<double>& k,
+                       const std::vector<double>& v, const std::vector<float>& q,
+                       const AttentionParams& p, std::vector<double>* o, std::vector<double>* lse) {
+  const std::vector<double> qd(q.begin(), q.end());
+  o->assign(size_t{1} * p.h_q * heads.d_v, 0.0);
+  lse->assign(p.h_q, 0.0);
+  return AttendRef(heads, T, k.data(), v.data(), qd.data(), p, o->data(), lse->data());
+}
+
+absl::Status CheckFull(DType t) {
+  Case c;
+  const KvHeads heads{2, 16, 8};
+  const AttentionParams p{4, 0.25, 0.0};
+  const int T = c.Tokens(), ek = 32, ev = 16;
+  std::vector<float> rows;  // page by page: K [T_p, ek] then V [T_p, ev]
+  std::vector<double> k, v;
+  for (const auto& [tokens, first] : c.pages) {
+    const std::vector<float> kp = c.Values(size_t{1} * tokens * ek), vp = c.Values(size_t{1} * tokens * ev);
+    rows.insert(rows.end(), kp.begin(), kp.end());
+    rows.insert(rows.end(), vp.begin(), vp.end());
+    k.insert(k.end(), kp.begin(), kp.end());
+    v.insert(v.end(), vp.begin(), vp.end());
+  }
+  std::vector<DeviceBuffer> keep;
+  absl::StatusOr<std::vector<DevicePage>> pages = UploadPages(c, rows, ek + ev, t, &keep);
+  if (!pages.ok()) return pages.status();
+  const std::vector<float> q = c.Values(size_t{4} * 16);
+  std::vector<float> o(4 * 8), lse(4);
+  if (absl::Status s = AttendFull(heads, *pages, q.data(), p, {o.data(), lse.data()}); !s.ok()) return s;
+  std::vector<double> o_ref, lse_ref;
+  if (absl::Status s = Reference(heads, T, k, v, q, p, &o_ref, &lse_ref); !s.ok()) return s;
+  return Compare("full", o, lse, o_ref, lse_ref);
+}
+
+absl::Status CheckSlim(DType t) {
+  Case c;
+  const int h_kv = 2, dh = 8, e = h_kv * dh, T = c.Tokens();
+  const AttentionParams p{4, 0.35, 0.0};
+  RopeParams rp;
+  rp.head_dim = dh;
+  rp.rotary_dim = dh;
+  absl::StatusOr<RopeTable> rope = RopeTable::Create(rp);
+  if (!rope.ok()) return rope.status();
+  const std::vector<float> w_kv = c.Values(size_t{1} * e * e), b_k = c.Values(e), b_v = c.Values(e);
+  std::vector<float> w_k(size_t{1} * e * e, 0.0f);  // unused by slim attention; d = e
+  KvCodecLayer l;
+  l.proj = {e, h_kv, dh, w_k.data(), w_k.data(), b_k.data(), b_v.data()};
+  l.rope = &*rope;
+  l.w_kv = w_kv.data();
+  const std::vector<float> raw = c.Values(size_t{1} * T * e);
+  // Engine K = R_p·K_raw, V = K_raw·W_KV + b_V − b_K·W_KV, in float64.
+  std::vector<double> k(raw.begin(), raw.end()), v(size_t{1} * T * e);
+  std::vector<int32_t> pos;
+  for (const auto& [tokens, first] : c.pages) {
+    for (int i = 0; i < tokens; ++i) pos.push_back(first + i);
+  }
+  ApplyRopeRef(rp, k.data(), T, h_kv, pos.data(), /*inverse=*/false);
+  for (int t = 0; t < T; ++t) {
+    for (int col = 0; col < e; ++col) {
+      double a = b_v[col];
+      for (int r = 0; r < e; ++r) a += (double{raw[size_t{1} * t * e + r]} - b_k[r]) * w_kv[size_t{1} * r * e + col];
+      v[size_t{1} * t * e + col] = a;
+    }
+  }
+  absl::StatusOr<std::unique_ptr<DeviceLayer>> layer = DeviceLayer::ForSlim(l, 1024);
+  if (!layer.ok()) return layer.status();
+  std::vector<DeviceBuffer> keep;
+  absl::StatusOr<std::vector<DevicePage>> pages = UploadPages(c, raw, e, t, &keep);
+  if (!pages.ok()) return pages.status();
+  const std::vector<float> q = c.Values(size_t{4} * dh);
+  std::vector<float> o(4 * dh), lse(4);
+  if (absl::Status s = AttendSlim(l, **layer, *pages, q.data(), p, {o.data(), lse.data()}); !s.ok()) {
+    return s;
+  }
+  std::vector<double> o_ref, lse_ref;
+  if (absl::Status s = Reference({h_kv, dh, dh}, T, k, v, q, p, &o_ref, &lse_ref); !s.ok()) return s;
+  return Compare("slim", o, lse, o_ref, lse_ref);
+}
+
+absl::Status CheckLatent(DType t) {
+  Case c;
+  LatentLayout l;
+  l.heads = 2;
+  l.d_c = 24;
+  l.k_head_dim = 12;
+  l.v_head_dim = 8;
+  l.rope_dim = 4;
+  l.shared_rope = true;
+  const int T = c.Tokens(), dn = l.d_nope(), width = l.stored_elems();
+  const std::vector<float> w_uk = c.Values(size_t{1} * l.d_c * l.heads * dn);
+  const std::vector<float> w_uv = c.Values(size_t{1} * l.d_c * l.heads * l.v_head_dim);
+  l.w_uk = w_uk.data();
+  l.w_uv = w_uv.data();
+  const AttentionParams p{4, 0.3, 0.0};
+  const std::vector<float> rows = c.Values(size_t{1} * T * width);
+  // Engine K_h = [c·W_UK,h | k_rope], V_h = c·W_UV,h.
+  std::vector<double> k(size_t{1} * T * l.heads * l.k_head_dim), v(size_t{1} * T * l.heads * l.v_head_dim);
+  for (int tk = 0; tk < T; ++tk) {
+    const float* row = &rows[size_t{1} * tk * width];
+    for (int h = 0; h < l.heads; ++h) {
+      double* kh = &k[(size_t{1} * tk * l.heads + h) * l.k_head_dim];
+      double* vh = &v[(size_t{1} * tk * l.heads + h) * l.v_head_dim];
+      for (int j = 0; j < dn; ++j) {
+        double a = 0;
+        for (int r = 0; r < l.d_c; ++r) a += double{row[r]} * w_uk[size_t{1} * r * l.heads * dn + h * dn + j];
+        kh[j] = a;
+      }
+      for (int j = 0; j < l.rope_dim; ++j) kh[dn + j] = row[l.d_c + j];
+      for (int j = 0; j < l.v_head_dim; ++j) {
+        double a = 0;
+        for (int r = 0; r < l.d_c; ++r) {
+          a += double{row[r]} * w_uv[size_t{1} * r * l.heads * l.v_head_dim + h * l.v_head_dim + j];
+        }
+        vh[j] = a;
+      }
+    }
+  }
+  absl::StatusOr<std::unique_ptr<DeviceLayer>> layer = DeviceLayer::ForLatent(l);
+  if (!layer.ok()) return layer.status();
+  std::vector<DeviceBuffer> keep;
+  absl::StatusOr<std::vector<DevicePage>> pages = UploadPages(c, rows, width, t, &keep);
+  if (!pages.ok()) return pages.status();
+  const std::vector<float> q = c.Values(size_t{4} * l.k_head_dim);
+  std::vector<float> o(4 * l.v_head_dim), lse(4);
+  if (absl::Status s = AttendLatent(l, **layer, *pages, q.data(), p, {o.data(), lse.data()});
+      !s.ok()) {
+    return s;
+  }
+  std::vector<double> o_ref, lse_ref;
+  if (absl::Status s = Reference({l.heads, l.k_head_dim, l.v_head_dim}, T, k, v, q, p, &o_ref, &lse_ref);
+      !s.ok()) {
+    return s;
+  }
+  return Compare("latent", o, lse, o_ref, lse_ref);
+}
+
+absl::Status RunSelfTest() {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  for (DType t : {DType::kF32, DType::kBF16}) {
+    for (absl::Status (*check)(DType) : {CheckFull, CheckSlim, CheckLatent}) {
+      if (absl::Status s = check(t); !s.ok()) {
+        return absl::UnavailableError(absl::StrCat("GPU self-test (", DTypeName(t), "): ", s.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status SelfTest() {
+  static const absl::Status status = RunSelfTest();
+  return status;
+}
+
+}  // namespace slimkv::kernels::gpu
