@@ -117,8 +117,8 @@ struct DevicePage {
 };
 
 // Whether the GPU runs attention in this mode for this geometry: OK, UNAVAILABLE (no usable
-// GPU, or the self-test failed), UNIMPLEMENTED (xcache and projected run on the CPU), or
-// OUT_OF_RANGE (a value row too wide for one block's shared memory).
+// GPU, or the self-test failed) or OUT_OF_RANGE (a value row too wide for one block's shared
+// memory). xcache and projected latent have no GPU op: they run on the CPU.
 [[nodiscard]] absl::Status SupportsAttendFull(const KvHeads& heads, int h_q);
 [[nodiscard]] absl::Status SupportsAttendSlim(const KvCodecLayer& l, int h_q);
 [[nodiscard]] absl::Status SupportsAttendLatent(const LatentLayout& l, int h_q);
