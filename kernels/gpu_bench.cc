@@ -97,10 +97,11 @@ void Check(const absl::Status& s, const char* what) {
 
 void Row(const char* name, int64_t tokens, double seconds, double bytes, double copy_bw,
          double full_seconds) {
+  char vs_full[16] = "—";
+  if (full_seconds > 0) std::snprintf(vs_full, sizeof vs_full, "%.2f", full_seconds / seconds);
   std::printf("| %-34s | %7lld | %9.1f | %8.1f | %5.2f | %s |\n", name,
               static_cast<long long>(tokens), seconds * 1e6, bytes / seconds / 1e9,
-              bytes / seconds / copy_bw,
-              full_seconds > 0 ? std::to_string(full_seconds / seconds).substr(0, 4).c_str() : "—");
+              bytes / seconds / copy_bw, vs_full);
 }
 
 // Llama-2-7B-like: 32 heads × 128, MHA; slim stores K_raw only (e = 4096).
