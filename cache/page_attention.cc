@@ -2,16 +2,20 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "cache/page_codec.h"
+#include "kernels/gpu.h"
 
 namespace slimkv::cache {
 namespace {
 
+namespace gpu = kernels::gpu;
+
 // One kernel call on pages that share the layer's stored mode.
-absl::Status AttendRun(const ModelCodec& codec, uint32_t layer, Mode mode,
+absl::Status AttendRunOnCpu(const ModelCodec& codec, uint32_t layer, Mode mode,
                        std::span<const kernels::StoredPage> run, const float* q,
                        const kernels::AttentionParams& p, kernels::AttentionOut out) {
   const ModelConfig& c = codec.config();
@@ -46,7 +50,109 @@ absl::Status AttendRun(const ModelCodec& codec, uint32_t layer, Mode mode,
                                           "): ", s.message()));
 }
 
+// Why the GPU cannot take a run it was asked to: RESOURCE_EXHAUSTED is the tier's (or the
+// device's) lack of room, anything else a failure.
+GpuFallback FallbackFor(const absl::Status& s) {
+  return absl::IsResourceExhausted(s) ? GpuFallback::kNoRoom : GpuFallback::kError;
+}
+
+// Attends one run on the GPU into `out`: kNone when it did, else why not (then `out` holds
+// nothing meaningful). Pages are run_pages, which start at index `first` of the prefix.
+GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t layer, Mode mode,
+                           std::span<const std::shared_ptr<const Page>> run_pages, size_t first,
+                           const float* q, const kernels::AttentionParams& p,
+                           kernels::AttentionOut out) {
+  if (!gpu::Device().usable || !gpu::SelfTest().ok()) return GpuFallback::kNoGpu;
+  if (tier == nullptr) return GpuFallback::kNoRoom;
+  const ModelConfig& c = codec.config();
+  const kernels::KvHeads heads{static_cast<int>(c.num_kv_heads), static_cast<int>(c.k_head_dim),
+                               static_cast<int>(c.v_head_dim)};
+  // The layer's codec view, for the modes that read matrices.
+  std::optional<kernels::KvCodecLayer> kv;
+  absl::Status supported;
+  switch (mode) {
+    case Mode::kFull:
+      supported = gpu::SupportsAttendFull(heads, p.h_q);
+      break;
+    case Mode::kSlim:
+      if (!codec.has_weights() || codec.is_mla()) return GpuFallback::kUnsupported;
+      if (absl::StatusOr<kernels::KvCodecLayer> v = codec.kv(layer, kernels::CodecMode::kSlim);
+          v.ok()) {
+        kv = *v;
+        supported = gpu::SupportsAttendSlim(*kv, p.h_q);
+      } else {
+        supported = v.status();
+      }
+      break;
+    case Mode::kLatent:
+      if (!codec.has_weights() || !codec.is_mla()) return GpuFallback::kUnsupported;
+      supported = gpu::SupportsAttendLatent(codec.latent(layer), p.h_q);
+      break;
+    case Mode::kXcache:
+      return GpuFallback::kUnsupported;
+  }
+  if (!supported.ok()) return GpuFallback::kUnsupported;
+
+  uint64_t payload_bytes = 0;
+  for (const std::shared_ptr<const Page>& page : run_pages) payload_bytes += page->payload.size();
+  if (payload_bytes > tier->budget_bytes()) return GpuFallback::kNoRoom;
+  std::vector<GpuTier::DeviceLayerValues> values;
+  std::vector<gpu::DevicePage> device_pages;
+  values.reserve(run_pages.size());
+  int32_t end_position = 0;
+  for (size_t i = 0; i < run_pages.size(); ++i) {
+    const uint32_t tokens = run_pages[i]->geometry.page_tokens;
+    const auto position = static_cast<int32_t>((first + i) * tokens);
+    absl::StatusOr<GpuTier::DeviceLayerValues> v =
+        tier->ReadLayer(codec, run_pages[i], layer, position);
+    if (!v.ok()) return FallbackFor(v.status());
+    device_pages.push_back(v->page);
+    values.push_back(*std::move(v));
+    end_position = position + static_cast<int32_t>(tokens);
+  }
+  absl::Status s;
+  switch (mode) {
+    case Mode::kFull:
+      s = gpu::AttendFull(heads, device_pages, q, p, out);
+      break;
+    case Mode::kSlim: {
+      auto device_layer = tier->SlimLayer(run_pages[0]->model, layer, *kv, end_position);
+      s = device_layer.ok() ? gpu::AttendSlim(*kv, **device_layer, device_pages, q, p, out)
+                            : device_layer.status();
+      break;
+    }
+    case Mode::kLatent: {
+      const kernels::LatentLayout& l = codec.latent(layer);
+      auto device_layer = tier->LatentLayer(run_pages[0]->model, layer, l);
+      s = device_layer.ok() ? gpu::AttendLatent(l, **device_layer, device_pages, q, p, out)
+                            : device_layer.status();
+      break;
+    }
+    case Mode::kXcache:
+      break;  // refused above
+  }
+  return s.ok() ? GpuFallback::kNone : FallbackFor(s);
+}
+
 }  // namespace
+
+const char* AttendDeviceName(AttendDevice d) { return d == AttendDevice::kGpu ? "gpu" : "cpu"; }
+
+const char* GpuFallbackName(GpuFallback r) {
+  switch (r) {
+    case GpuFallback::kNone:
+      return "none";
+    case GpuFallback::kNoGpu:
+      return "no_gpu";
+    case GpuFallback::kUnsupported:
+      return "unsupported";
+    case GpuFallback::kError:
+      return "error";
+    case GpuFallback::kNoRoom:
+      return "no_room";
+  }
+  return "unknown";
+}
 
 kernels::AttentionParams AttentionParamsOf(const ModelConfig& config) {
   return {.h_q = static_cast<int>(config.num_q_heads),
@@ -56,47 +162,54 @@ kernels::AttentionParams AttentionParamsOf(const ModelConfig& config) {
 
 absl::Status AttendLayer(const ModelCodec& codec,
                          std::span<const std::shared_ptr<const Page>> pages, uint32_t layer,
-                         const float* q, kernels::AttentionOut out, AttendCalls* calls) {
+                         const float* q, kernels::AttentionOut out, AttendCalls* calls,
+                         GpuTier* gpu) {
   const ModelConfig& c = codec.config();
   if (layer >= c.num_layers) {
     return absl::InvalidArgumentError(
         absl::StrCat("layer: ", layer, " but the model has ", c.num_layers, " layers"));
   }
-  std::vector<StoredLayerValues> stored;
-  stored.reserve(pages.size());
-  for (const std::shared_ptr<const Page>& page : pages) {
-    absl::StatusOr<StoredLayerValues> v = ReadStoredLayer(codec, *page, layer);
-    if (!v.ok()) return v.status();
-    stored.push_back(*std::move(v));
-  }
   const kernels::AttentionParams p = AttentionParamsOf(c);
   const size_t no = size_t{c.num_q_heads} * c.v_head_dim;
   std::vector<float> o(no, 0.0f), lse(c.num_q_heads, -std::numeric_limits<float>::infinity());
   std::vector<float> run_o(no), run_lse(c.num_q_heads);
+  std::vector<StoredLayerValues> stored;
   std::vector<kernels::StoredPage> run;
-  AttendCalls made;
+  std::vector<AttendRun> made;
   for (size_t begin = 0; begin < pages.size();) {
-    const Mode mode = stored[begin].mode;
-    run.clear();
+    const Mode mode = pages[begin]->layers[layer].mode;
     size_t end = begin;
-    for (; end < pages.size() && stored[end].mode == mode; ++end) {
-      const uint32_t tokens = pages[end]->geometry.page_tokens;
-      run.push_back({stored[end].values, tokens, static_cast<int32_t>(end * tokens)});
+    while (end < pages.size() && pages[end]->layers[layer].mode == mode) ++end;
+    const std::span<const std::shared_ptr<const Page>> run_pages =
+        pages.subspan(begin, end - begin);
+    const kernels::AttentionOut run_out{run_o.data(), run_lse.data()};
+    AttendRun r{.mode = mode, .pages = static_cast<uint32_t>(end - begin)};
+    r.fallback = AttendRunOnGpu(codec, gpu, layer, mode, run_pages, begin, q, p, run_out);
+    r.device = r.fallback == GpuFallback::kNone ? AttendDevice::kGpu : AttendDevice::kCpu;
+    if (r.device == AttendDevice::kCpu) {
+      stored.clear();
+      run.clear();
+      for (size_t i = begin; i < end; ++i) {
+        absl::StatusOr<StoredLayerValues> v = ReadStoredLayer(codec, *pages[i], layer);
+        if (!v.ok()) return v.status();
+        stored.push_back(*std::move(v));
+      }
+      for (size_t i = begin; i < end; ++i) {
+        const uint32_t tokens = pages[i]->geometry.page_tokens;
+        run.push_back({stored[i - begin].values, tokens, static_cast<int32_t>(i * tokens)});
+      }
+      if (absl::Status s = AttendRunOnCpu(codec, layer, mode, run, q, p, run_out); !s.ok()) {
+        return s;
+      }
     }
-    if (absl::Status s = AttendRun(codec, layer, mode, run, q, p, {run_o.data(), run_lse.data()});
-        !s.ok()) {
-      return s;
-    }
-    ++made.by_mode[static_cast<size_t>(mode)];
+    made.push_back(r);
     kernels::MergeAttention(p.h_q, static_cast<int>(c.v_head_dim), o.data(), lse.data(),
                             run_o.data(), run_lse.data(), o.data(), lse.data());
     begin = end;
   }
   std::copy(o.begin(), o.end(), out.o);
   std::copy(lse.begin(), lse.end(), out.lse);
-  if (calls != nullptr) {
-    for (size_t m = 0; m < made.by_mode.size(); ++m) calls->by_mode[m] += made.by_mode[m];
-  }
+  if (calls != nullptr) calls->runs.insert(calls->runs.end(), made.begin(), made.end());
   return absl::OkStatus();
 }
 

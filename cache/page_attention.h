@@ -6,15 +6,25 @@
 // consecutive pages of one mode go to one kernel call, and the runs are merged exactly with
 // kernels::MergeAttention.
 //
-// Thread-safety: stateless functions; pages are immutable.
+// Dispatch: each run goes to the GPU first (kernels/gpu.h) when a GPU tier is given, the device
+// is usable and has passed its self-test, and the GPU supports the run's mode and shape (full,
+// slim and native MLA latent; xcache and projected latent stay on the CPU); the pages are read
+// from the tier in their stored form and dequantized on the device. Otherwise, or when anything
+// on the GPU side fails, the run is attended on the CPU exactly as without a GPU, and the run
+// records why (GpuFallback). The result does not depend on where a run went beyond the
+// kernels' float32 rounding (docs/attention.md "Accuracy").
+//
+// Thread-safety: stateless functions; pages are immutable; the GPU tier is internally
+// synchronized.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "cache/gpu_tier.h"
 #include "cache/model_codec.h"
 #include "cache/page.h"
 #include "kernels/attention.h"
@@ -25,20 +35,42 @@ namespace slimkv::cache {
 // unless the config says otherwise; gemma2's logit softcapping), with h_q = num_q_heads.
 kernels::AttentionParams AttentionParamsOf(const ModelConfig& config);
 
-// Kernel calls an AttendLayer made, by the stored mode they ran on (index: Mode value).
+enum class AttendDevice : uint8_t { kCpu, kGpu };
+const char* AttendDeviceName(AttendDevice d);  // "cpu", "gpu"
+
+// Why a run was attended on the CPU: kNone for a GPU run; kNoGpu, no usable device or its
+// self-test failed; kUnsupported, the GPU does not run this mode or shape (Supports* said no,
+// or the layer's matrices are not ready); kError, a GPU call failed at run time; kNoRoom, the
+// GPU tier is off (budget 0) or could not hold the run's pages or layer.
+enum class GpuFallback : uint8_t { kNone, kNoGpu, kUnsupported, kError, kNoRoom };
+const char* GpuFallbackName(GpuFallback r);  // "none", "no_gpu", "unsupported", "error", "no_room"
+
+// One kernel call: a run of consecutive pages stored in one mode, and where it ran.
+struct AttendRun {
+  Mode mode = Mode::kFull;
+  AttendDevice device = AttendDevice::kCpu;
+  GpuFallback fallback = GpuFallback::kNone;  // kNone exactly when device is kGpu
+  uint32_t pages = 0;
+};
+
+// Kernel calls AttendLayer made, in order.
 struct AttendCalls {
-  std::array<uint32_t, 5> by_mode{};
+  std::vector<AttendRun> runs;
 };
 
 // Attention of queries q [num_q_heads, k_head_dim] (post-RoPE, float32) for layer `layer` over
 // `pages`, which are pages 0, 1, ... of one prefix of the codec's model (page i holds positions
 // [i·page_tokens, (i+1)·page_tokens)). Writes o [num_q_heads, v_head_dim] and lse [num_q_heads]
-// (no pages: o = 0, lse = −inf) and adds its kernel calls to *calls (may be null).
+// (no pages: o = 0, lse = −inf) and appends its kernel calls to *calls (may be null). `gpu`
+// (may be null: every run on the CPU, counted kNoGpu, or kNoRoom on a usable device) holds the
+// device copies of pages and layers.
 // INVALID_ARGUMENT: layer ≥ num_layers. DATA_LOSS / FAILED_PRECONDITION as ReadStoredLayer;
-// INTERNAL if a kernel refuses a layer the codec built. Nothing is written unless OK.
+// INTERNAL if a kernel refuses a layer the codec built. Nothing is written unless OK; GPU
+// failures are never returned (the run falls back).
 [[nodiscard]] absl::Status AttendLayer(const ModelCodec& codec,
                                        std::span<const std::shared_ptr<const Page>> pages,
                                        uint32_t layer, const float* q,
-                                       kernels::AttentionOut out, AttendCalls* calls = nullptr);
+                                       kernels::AttentionOut out, AttendCalls* calls = nullptr,
+                                       GpuTier* gpu = nullptr);
 
 }  // namespace slimkv::cache

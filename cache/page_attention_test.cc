@@ -3,10 +3,14 @@
 // positions, and a sequence mixing modes — against the float64 reference attention
 // (kernels/attention_ref.h) on the K and V that DecodeLayer reconstructs from the same pages.
 // Tolerances as the kernels' (kernels/attention_test.cc): o 1e-5 relative Frobenius, lse 5e-6
-// relative past 1.
+// relative past 1. Then the GPU dispatch and the GPU tier (cache/gpu_tier.h): without a usable
+// GPU every run falls back with the same bits; with one (else GTEST_SKIP), the runs the GPU
+// takes meet the same tolerances and pages stay resident under the budget.
 #include "cache/page_attention.h"
 
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -15,6 +19,7 @@
 #include "cache/page_codec.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_ref.h"
+#include "kernels/gpu.h"
 
 namespace slimkv::cache {
 namespace {
@@ -62,10 +67,15 @@ class PageAttentionTest : public ::testing::Test {
   }
   const ModelConfig& config() const { return loaded_->config; }
 
-  // Page `index` of a prefix, from random engine input, stored as `mode` + `quant`.
+  // Page `index` of a prefix, from random engine input, stored as `mode` + `quant`; its key
+  // names the index, mode, quantizer and dtype.
   std::shared_ptr<const Page> MakePage(uint32_t index, Mode mode, Quant quant, DType dtype) {
     const ModelCodec& codec = *loaded_->codec;
     auto page = std::make_shared<Page>();
+    page->key = Sha256({std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&index), 4),
+                        {reinterpret_cast<const uint8_t*>(&mode), 1},
+                        {reinterpret_cast<const uint8_t*>(&quant), 1},
+                        {reinterpret_cast<const uint8_t*>(&dtype), 1}});
     page->dtype = dtype;
     const ModelConfig& c = config();
     page->geometry = {kTokens, c.num_layers, c.num_kv_heads, c.k_head_dim, c.v_head_dim};
@@ -80,13 +90,14 @@ class PageAttentionTest : public ::testing::Test {
   }
 
   // Checks AttendLayer on `pages` against the reference on their decoded K, V.
-  void Check(const std::vector<std::shared_ptr<const Page>>& pages, AttendCalls* calls) {
+  void Check(const std::vector<std::shared_ptr<const Page>>& pages, AttendCalls* calls,
+             GpuTier* gpu = nullptr) {
     const ModelConfig& c = config();
     const int h_q = static_cast<int>(c.num_q_heads);
     const std::vector<float> q = Random(size_t{c.num_q_heads} * c.k_head_dim, 7, 2.0);
     std::vector<float> o(size_t{c.num_q_heads} * c.v_head_dim), lse(h_q);
-    const absl::Status s =
-        AttendLayer(*loaded_->codec, pages, kLayer, q.data(), {o.data(), lse.data()}, calls);
+    const absl::Status s = AttendLayer(*loaded_->codec, pages, kLayer, q.data(),
+                                       {o.data(), lse.data()}, calls, gpu);
     ASSERT_TRUE(s.ok()) << s;
 
     const uint64_t nk = uint64_t{kTokens} * c.num_kv_heads * c.k_head_dim;
@@ -120,32 +131,45 @@ class PageAttentionTest : public ::testing::Test {
     }
   }
 
+  // Check on three pages of every geometry × mode it takes × stored dtype and quantizer, with
+  // `gpu`; `expect` checks the one run each makes.
+  void CheckEveryModeAndQuantizer(
+      GpuTier* gpu, const std::function<void(const ModelCodec&, Mode, const AttendRun&)>& expect) {
+    for (const Geometry& g : Geometries()) {
+      SCOPED_TRACE(g.name);
+      Use(g.model);
+      for (Mode mode : {Mode::kFull, Mode::kSlim, Mode::kXcache, Mode::kLatent}) {
+        if (!loaded_->codec->Supports(mode, input_).ok()) continue;
+        for (auto [quant, dtype] : {std::pair{Quant::kNone, DType::kF32},
+                                    std::pair{Quant::kNone, DType::kBF16},
+                                    std::pair{Quant::kInt8, DType::kBF16},
+                                    std::pair{Quant::kFp8, DType::kF16},
+                                    std::pair{Quant::kInt4, DType::kBF16}}) {
+          SCOPED_TRACE(absl::StrCat(ModeName(mode), " ", QuantName(quant), " ",
+                                    kernels::DTypeName(dtype)));
+          std::vector<std::shared_ptr<const Page>> pages;
+          for (uint32_t i = 0; i < kPages; ++i) pages.push_back(MakePage(i, mode, quant, dtype));
+          const Mode stored = pages[0]->layers[kLayer].mode;
+          EXPECT_EQ(stored, mode) << "tolerance 1: nothing falls back";
+          AttendCalls calls;
+          Check(pages, &calls, gpu);
+          ASSERT_EQ(calls.runs.size(), 1u) << "one kernel call per run";
+          EXPECT_EQ(calls.runs[0].mode, stored);
+          EXPECT_EQ(calls.runs[0].pages, kPages);
+          expect(*loaded_->codec, mode, calls.runs[0]);
+        }
+      }
+    }
+  }
+
   std::unique_ptr<testing_util::LoadedModel> loaded_;
   PageInput input_ = PageInput::kX;
 };
 
 TEST_F(PageAttentionTest, EveryModeAndQuantizerMatchesTheReferenceOnDecodedPages) {
-  for (const Geometry& g : Geometries()) {
-    SCOPED_TRACE(g.name);
-    Use(g.model);
-    for (Mode mode : {Mode::kFull, Mode::kSlim, Mode::kXcache, Mode::kLatent}) {
-      if (!loaded_->codec->Supports(mode, input_).ok()) continue;
-      for (auto [quant, dtype] : {std::pair{Quant::kNone, DType::kF32},
-                                  std::pair{Quant::kNone, DType::kBF16},
-                                  std::pair{Quant::kInt8, DType::kBF16},
-                                  std::pair{Quant::kFp8, DType::kF16}}) {
-        SCOPED_TRACE(absl::StrCat(ModeName(mode), " ", QuantName(quant), " ",
-                                  kernels::DTypeName(dtype)));
-        std::vector<std::shared_ptr<const Page>> pages;
-        for (uint32_t i = 0; i < kPages; ++i) pages.push_back(MakePage(i, mode, quant, dtype));
-        const Mode stored = pages[0]->layers[kLayer].mode;
-        EXPECT_EQ(stored, mode) << "tolerance 1: nothing falls back";
-        AttendCalls calls;
-        Check(pages, &calls);
-        EXPECT_EQ(calls.by_mode[static_cast<size_t>(stored)], 1u) << "one kernel call per run";
-      }
-    }
-  }
+  CheckEveryModeAndQuantizer(nullptr, [](const ModelCodec&, Mode, const AttendRun& run) {
+    EXPECT_EQ(run.device, AttendDevice::kCpu);
+  });
 }
 
 TEST_F(PageAttentionTest, MixedModesAreAttendedPerRunAndMerged) {
@@ -158,9 +182,12 @@ TEST_F(PageAttentionTest, MixedModesAreAttendedPerRunAndMerged) {
       MakePage(4, Mode::kFull, Quant::kNone, DType::kBF16)};
   AttendCalls calls;
   Check(pages, &calls);
-  EXPECT_EQ(calls.by_mode[static_cast<size_t>(Mode::kFull)], 2u);
-  EXPECT_EQ(calls.by_mode[static_cast<size_t>(Mode::kSlim)], 1u) << "one run of two pages";
-  EXPECT_EQ(calls.by_mode[static_cast<size_t>(Mode::kXcache)], 1u);
+  ASSERT_EQ(calls.runs.size(), 4u);
+  EXPECT_EQ(calls.runs[0].mode, Mode::kFull);
+  EXPECT_EQ(calls.runs[1].mode, Mode::kSlim);
+  EXPECT_EQ(calls.runs[1].pages, 2u) << "one run of two pages";
+  EXPECT_EQ(calls.runs[2].mode, Mode::kXcache);
+  EXPECT_EQ(calls.runs[3].mode, Mode::kFull);
 }
 
 TEST_F(PageAttentionTest, NoPagesBadLayerAndCorruptPages) {
@@ -185,6 +212,153 @@ TEST_F(PageAttentionTest, NoPagesBadLayerAndCorruptPages) {
   EXPECT_EQ(AttendLayer(*loaded_->codec, pages, kLayer, q.data(), {o.data(), lse.data()}).code(),
             absl::StatusCode::kDataLoss);
   for (float x : o) EXPECT_EQ(x, 7.0f) << "nothing written on error";
+}
+
+TEST_F(PageAttentionTest, WithoutAGpuEveryRunFallsBackWithTheSameBits) {
+  if (kernels::gpu::Device().usable) GTEST_SKIP() << "a GPU is usable here";
+  GpuTier tier(64 << 20);
+  for (const Geometry& g : Geometries()) {
+    SCOPED_TRACE(g.name);
+    Use(g.model);
+    std::vector<std::shared_ptr<const Page>> pages;
+    uint32_t index = 0;
+    for (Mode mode : {Mode::kFull, Mode::kSlim, Mode::kXcache, Mode::kLatent}) {
+      if (!loaded_->codec->Supports(mode, input_).ok()) continue;
+      pages.push_back(MakePage(index++, mode, Quant::kNone, DType::kBF16));
+      pages.push_back(MakePage(index++, mode, Quant::kInt8, DType::kBF16));
+    }
+    const ModelConfig& c = config();
+    const std::vector<float> q = Random(size_t{c.num_q_heads} * c.k_head_dim, 5, 2.0);
+    const size_t no = size_t{c.num_q_heads} * c.v_head_dim;
+    std::vector<float> o_cpu(no), lse_cpu(c.num_q_heads), o(no), lse(c.num_q_heads);
+    AttendCalls cpu_calls, calls;
+    ASSERT_TRUE(AttendLayer(*loaded_->codec, pages, kLayer, q.data(),
+                            {o_cpu.data(), lse_cpu.data()}, &cpu_calls)
+                    .ok());
+    ASSERT_TRUE(
+        AttendLayer(*loaded_->codec, pages, kLayer, q.data(), {o.data(), lse.data()}, &calls, &tier)
+            .ok());
+    EXPECT_EQ(std::memcmp(o.data(), o_cpu.data(), no * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(lse.data(), lse_cpu.data(), lse.size() * sizeof(float)), 0);
+    ASSERT_EQ(calls.runs.size(), cpu_calls.runs.size());
+    ASSERT_FALSE(calls.runs.empty());
+    for (const std::vector<AttendRun>* runs : {&calls.runs, &cpu_calls.runs}) {
+      for (const AttendRun& r : *runs) {
+        EXPECT_EQ(r.device, AttendDevice::kCpu);
+        EXPECT_EQ(r.fallback, GpuFallback::kNoGpu) << GpuFallbackName(r.fallback);
+      }
+    }
+    EXPECT_EQ(tier.stats().used_bytes, 0u);
+    EXPECT_EQ(tier.stats().uploads, 0u);
+  }
+}
+
+TEST_F(PageAttentionTest, GpuTierRefusesAPageOverItsBudgetOrFailingItsChecksum) {
+  // Checked before any device call, so this holds with or without a GPU.
+  Use(SyntheticModel::Small("llama", 64, 4, 4, 16));
+  const std::shared_ptr<const Page> page = MakePage(0, Mode::kFull, Quant::kNone, DType::kBF16);
+  GpuTier small(page->payload.size() - 1);
+  auto over = small.ReadLayer(*loaded_->codec, page, kLayer, 0);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << over.status();
+  auto corrupt = std::make_shared<Page>(*page);
+  corrupt->payload[corrupt->LayerOffset(0) + 1] ^= 0x10;  // a layer other than the one read
+  GpuTier tier(64 << 20);
+  auto bad = tier.ReadLayer(*loaded_->codec, corrupt, kLayer, 0);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss) << bad.status();
+  EXPECT_EQ(tier.stats().uploads, 0u);
+}
+
+// The GPU takes full, slim and native latent runs and meets the CPU's tolerances; xcache and
+// projected latent fall back as unsupported.
+TEST_F(PageAttentionTest, GpuRunsEveryModeItSupportsWithinTheReferenceTolerances) {
+  if (!kernels::gpu::Device().usable) {
+    GTEST_SKIP() << "no usable GPU: " << kernels::gpu::Device().reason;
+  }
+  ASSERT_TRUE(kernels::gpu::SelfTest().ok()) << kernels::gpu::SelfTest();
+  GpuTier tier(256 << 20);
+  CheckEveryModeAndQuantizer(&tier, [](const ModelCodec& codec, Mode mode, const AttendRun& run) {
+    const bool on_gpu = mode == Mode::kFull || mode == Mode::kSlim ||
+                        (mode == Mode::kLatent && codec.is_mla());
+    if (on_gpu) {
+      EXPECT_EQ(run.device, AttendDevice::kGpu) << GpuFallbackName(run.fallback);
+    } else {
+      EXPECT_EQ(run.fallback, GpuFallback::kUnsupported) << GpuFallbackName(run.fallback);
+    }
+  });
+  EXPECT_GT(tier.stats().uploads, 0u);
+}
+
+TEST_F(PageAttentionTest, GpuTierKeepsPagesResidentAndEvictsTheLeastRecentlyUsed) {
+  if (!kernels::gpu::Device().usable) {
+    GTEST_SKIP() << "no usable GPU: " << kernels::gpu::Device().reason;
+  }
+  Use(SyntheticModel::Small("llama", 64, 4, 4, 16));
+  const std::shared_ptr<const Page> a = MakePage(0, Mode::kFull, Quant::kNone, DType::kBF16);
+  const std::shared_ptr<const Page> b = MakePage(1, Mode::kFull, Quant::kNone, DType::kBF16);
+  const std::shared_ptr<const Page> c = MakePage(2, Mode::kFull, Quant::kNone, DType::kBF16);
+  const uint64_t page_bytes = a->payload.size();
+  GpuTier tier(page_bytes * 2 + page_bytes / 2);
+  const ModelCodec& codec = *loaded_->codec;
+  ASSERT_TRUE(tier.ReadLayer(codec, a, kLayer, 0).ok());
+  ASSERT_TRUE(tier.ReadLayer(codec, b, kLayer, 16).ok());
+  auto again = tier.ReadLayer(codec, a, 0, 0);  // another layer of a resident page
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(tier.stats().uploads, 2u) << "a is reused";
+  // The device copy holds the stored bytes.
+  std::vector<uint8_t> back(a->payload.size());
+  ASSERT_TRUE(again->payload->Download(back.data(), back.size()).ok());
+  EXPECT_EQ(back, a->payload);
+
+  ASSERT_TRUE(tier.ReadLayer(codec, c, kLayer, 32).ok());  // evicts b, the coldest
+  GpuTier::Stats s = tier.stats();
+  EXPECT_EQ(s.uploads, 3u);
+  EXPECT_EQ(s.evictions, 1u);
+  EXPECT_EQ(s.used_bytes, 2 * page_bytes);
+  EXPECT_LE(s.used_bytes, s.budget_bytes);
+  ASSERT_TRUE(tier.ReadLayer(codec, a, kLayer, 0).ok());
+  EXPECT_EQ(tier.stats().uploads, 3u) << "a stayed resident";
+  ASSERT_TRUE(tier.ReadLayer(codec, b, kLayer, 16).ok());
+  EXPECT_EQ(tier.stats().uploads, 4u) << "b was evicted";
+
+  // The same key put again as a new page object is not trusted by key.
+  auto a2 = std::make_shared<const Page>(*a);
+  ASSERT_TRUE(tier.ReadLayer(codec, a2, kLayer, 0).ok());
+  EXPECT_EQ(tier.stats().uploads, 5u);
+}
+
+TEST_F(PageAttentionTest, GpuTierDequantizesLikeTheCpuAndGrowsSlimLayers) {
+  if (!kernels::gpu::Device().usable) {
+    GTEST_SKIP() << "no usable GPU: " << kernels::gpu::Device().reason;
+  }
+  Use(SyntheticModel::Small("llama", 64, 4, 4, 16));
+  const ModelCodec& codec = *loaded_->codec;
+  GpuTier tier(64 << 20);
+  for (Quant quant : {Quant::kInt8, Quant::kFp8, Quant::kInt4}) {
+    SCOPED_TRACE(QuantName(quant));
+    const std::shared_ptr<const Page> page = MakePage(0, Mode::kSlim, quant, DType::kBF16);
+    absl::StatusOr<StoredLayerValues> cpu = ReadStoredLayer(codec, *page, kLayer);
+    ASSERT_TRUE(cpu.ok());
+    auto dev = tier.ReadLayer(codec, page, kLayer, 0);
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    EXPECT_EQ(dev->page.dtype, DType::kF32);
+    std::vector<float> back(cpu->owned.size());
+    ASSERT_EQ(dev->scratch.bytes(), back.size() * sizeof(float));
+    ASSERT_TRUE(dev->scratch.Download(back.data(), dev->scratch.bytes()).ok());
+    EXPECT_EQ(std::memcmp(back.data(), cpu->owned.data(), dev->scratch.bytes()), 0)
+        << "bit-identical to QuantDecode";
+  }
+  auto kv = codec.kv(kLayer, kernels::CodecMode::kSlim);
+  ASSERT_TRUE(kv.ok());
+  const Digest model{};
+  auto short_layer = tier.SlimLayer(model, kLayer, *kv, 48);
+  ASSERT_TRUE(short_layer.ok()) << short_layer.status();
+  auto same = tier.SlimLayer(model, kLayer, *kv, 64);
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->get(), short_layer->get()) << "64 is covered by the power of two above 48";
+  auto longer = tier.SlimLayer(model, kLayer, *kv, 65);
+  ASSERT_TRUE(longer.ok());
+  EXPECT_NE(longer->get(), short_layer->get()) << "re-made to cover position 64";
+  EXPECT_EQ(tier.SlimLayer(model, kLayer, *kv, 10)->get(), longer->get());
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ absl::Status InSequence(int i, const absl::Status& s) {
 
 }  // namespace
 
-absl::Status HandleAttend(cache::KvCache* cache, const std::string& tenant,
+absl::Status HandleAttend(cache::KvCache* cache, cache::GpuTier* gpu, const std::string& tenant,
                           const v1::AttendRequest& request, v1::AttendResponse* response,
                           Metrics* metrics) {
   const int n = request.sequences_size();
@@ -99,7 +99,7 @@ absl::Status HandleAttend(cache::KvCache* cache, const std::string& tenant,
     if (absl::Status s = cache::AttendLayer(codec, pages, request.layer(), seq.q.data(),
                                             {r->mutable_o()->mutable_data(),
                                              r->mutable_lse()->mutable_data()},
-                                            &calls);
+                                            &calls, gpu);
         !s.ok()) {
       return s;
     }

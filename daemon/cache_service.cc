@@ -74,10 +74,12 @@ v1::TenantStats TenantStatsToProto(const std::string& tenant, const cache::Tenan
 }
 
 CacheService::CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
-                           uint32_t get_chunk_bytes, uint32_t verify_one_in)
+                           uint32_t get_chunk_bytes, uint32_t verify_one_in,
+                           cache::GpuTier* gpu)
     : cache_(cache),
       auth_(auth),
       metrics_(metrics),
+      gpu_(gpu),
       get_chunk_bytes_(get_chunk_bytes),
       verify_one_in_(verify_one_in) {}
 
@@ -198,7 +200,7 @@ grpc::ServerUnaryReactor* CacheService::Attend(grpc::CallbackServerContext* ctx,
                                                const v1::AttendRequest* request,
                                                v1::AttendResponse* response) {
   return TenantUnary(ctx, *auth_, metrics_, "Attend", [&](const std::string& tenant) {
-    return HandleAttend(cache_, tenant, *request, response, metrics_);
+    return HandleAttend(cache_, gpu_, tenant, *request, response, metrics_);
   });
 }
 

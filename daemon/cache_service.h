@@ -23,10 +23,12 @@ v1::TenantStats TenantStatsToProto(const std::string& tenant, const cache::Tenan
 
 class CacheService final : public v1::Cache::CallbackService {
  public:
-  // `cache`, `auth` and `metrics` must outlive the service. Put verifies one page in
-  // `verify_one_in` (cache/page_codec.h).
+  // `cache`, `auth`, `metrics` and `gpu` must outlive the service. Put verifies one page in
+  // `verify_one_in` (cache/page_codec.h). Attend tries the GPU through `gpu` (null: no GPU
+  // tier; every Attend runs on the CPU).
   CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
-               uint32_t get_chunk_bytes, uint32_t verify_one_in = 16);
+               uint32_t get_chunk_bytes, uint32_t verify_one_in = 16,
+               cache::GpuTier* gpu = nullptr);
 
   grpc::ServerUnaryReactor* RegisterModel(grpc::CallbackServerContext* ctx,
                                           const v1::RegisterModelRequest* request,
@@ -58,6 +60,7 @@ class CacheService final : public v1::Cache::CallbackService {
   cache::KvCache* const cache_;
   const Authenticator* const auth_;
   Metrics* const metrics_;
+  cache::GpuTier* const gpu_;
   const uint32_t get_chunk_bytes_;
   const uint32_t verify_one_in_;
 };

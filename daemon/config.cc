@@ -129,6 +129,7 @@ v1::DaemonConfig DefaultConfig() {
   c.set_latent_energy(0.9999);
   c.mutable_disk()->set_budget_bytes(16ull << 30);
   c.mutable_disk()->set_demotion_queue_bytes(256ull << 20);
+  c.set_gpu_budget_bytes(4ull << 30);
   return c;
 }
 
@@ -148,6 +149,7 @@ absl::StatusOr<v1::DaemonConfig> Finalize(v1::DaemonConfig config) {
     config.set_max_put_inflight_bytes(d.max_put_inflight_bytes());
   }
   if (!config.has_explain_evicted_keys()) config.set_explain_evicted_keys(d.explain_evicted_keys());
+  if (!config.has_gpu_budget_bytes()) config.set_gpu_budget_bytes(d.gpu_budget_bytes());
   config.mutable_tls();
   v1::DiskConfig& disk = *config.mutable_disk();
   if (disk.budget_bytes() == 0) disk.set_budget_bytes(d.disk().budget_bytes());

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "daemon/log.h"
 #include "daemon/tls.h"
+#include "kernels/gpu.h"
 
 namespace slimkv::daemon {
 
@@ -83,6 +84,29 @@ std::vector<std::string> FixedFieldChanges(v1::DaemonConfig running, v1::DaemonC
   return paths.paths();
 }
 
+// The GPU tier when the device can serve Attend, else null; logs one line saying which.
+std::unique_ptr<cache::GpuTier> MakeGpuTier(uint64_t budget_bytes) {
+  const kernels::gpu::DeviceInfo& gpu = kernels::gpu::Device();
+  if (!gpu.usable) {
+    LogInfo("GPU: not used (", gpu.reason, "); Attend runs on the CPU");
+    return nullptr;
+  }
+  const std::string device = absl::StrCat(gpu.name, " (", gpu.sm_count, " SMs, ",
+                                          gpu.memory_bytes, " bytes)");
+  if (absl::Status s = kernels::gpu::SelfTest(); !s.ok()) {
+    LogWarning("GPU: ", device, " failed its self-test, not used (", s.message(),
+               "); Attend runs on the CPU");
+    return nullptr;
+  }
+  if (budget_bytes == 0) {
+    LogInfo("GPU: ", device, " passed its self-test; gpu_budget_bytes is 0, so Attend runs on "
+            "the CPU");
+    return nullptr;
+  }
+  LogInfo("GPU: ", device, " passed its self-test; GPU tier budget ", budget_bytes, " bytes");
+  return std::make_unique<cache::GpuTier>(budget_bytes);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& config) {
@@ -136,12 +160,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const v1::DaemonConfig& co
   d->settings_->ApplyTo(d->cache_.get());
   d->auth_ = std::make_unique<Authenticator>(config);
 
-  auto metrics = Metrics::Create(config.metrics_listen(), d->cache_.get());
+  d->gpu_ = MakeGpuTier(config.gpu_budget_bytes());
+
+  auto metrics = Metrics::Create(config.metrics_listen(), d->cache_.get(), d->gpu_.get());
   if (!metrics.ok()) return metrics.status();
   d->metrics_ = *std::move(metrics);
   d->service_ = std::make_unique<CacheService>(d->cache_.get(), d->auth_.get(),
                                                d->metrics_.get(), config.get_chunk_bytes(),
-                                               config.verify_one_in());
+                                               config.verify_one_in(), d->gpu_.get());
 
   auto credentials = ListenerCredentials(config.tls());
   if (!credentials.ok()) return credentials.status();

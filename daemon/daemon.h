@@ -15,6 +15,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "cache/gpu_tier.h"
 #include "cache/kv_cache.h"
 #include "daemon/admin_service.h"
 #include "daemon/auth.h"
@@ -68,6 +69,7 @@ class Daemon {
   // As started, with the policies and quotas of the last successful reload.
   v1::DaemonConfig config_ ABSL_GUARDED_BY(reload_mu_);
   std::unique_ptr<cache::KvCache> cache_;
+  std::unique_ptr<cache::GpuTier> gpu_;  // null: no usable GPU, or gpu_budget_bytes 0
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<TenantSettings> settings_;

@@ -32,6 +32,7 @@ enum class Id {
   kRelativeError,
   kReconstructionSeconds,
   kDispatches,
+  kKernelFallbacks,
   kTierHitTokens,
   kServedLayers,
   kConfigReloads,
@@ -88,6 +89,9 @@ constexpr Def kMetrics[] = {
     {Id::kDispatches, "slimkv_kernel_dispatches_total", MetricType::Counter,
      "Codec and attention kernel calls by device (cpu, gpu), operation (encode, decode, "
      "attend) and mode."},
+    {Id::kKernelFallbacks, "slimkv_kernel_fallbacks_total", MetricType::Counter,
+     "Kernel calls run on the CPU although the GPU path was tried first, by operation and reason "
+     "(no_gpu, unsupported, error, no_room)."},
     {Id::kTierHitTokens, "slimkv_tier_hit_tokens_total", MetricType::Counter,
      "Prompt tokens that lookups found cached, by tenant and the tier holding their page."},
     {Id::kServedLayers, "slimkv_served_layers_total", MetricType::Counter,
@@ -123,7 +127,7 @@ constexpr Def kMetrics[] = {
     {Id::kPutInflightBytes, "slimkv_put_inflight_bytes", MetricType::Gauge,
      "Bytes of pages that Put streams are receiving (bounded by max_put_inflight_bytes)."},
     {Id::kGpuMemoryUsed, "slimkv_gpu_memory_used_bytes", MetricType::Gauge,
-     "Device memory the daemon holds on GPUs (0: no GPU tier)."},
+     "Device memory the GPU tier holds: resident pages and layer matrices (0: no GPU tier)."},
     {Id::kDemotions, "slimkv_demotions_total", MetricType::Counter,
      "Pages written to the disk tier when the host tier evicted them."},
     {Id::kPromotions, "slimkv_promotions_total", MetricType::Counter,
@@ -184,6 +188,7 @@ struct Metrics::Families {
   prometheus::Family<prometheus::Histogram>& relative_error;
   prometheus::Family<prometheus::Histogram>& reconstruction_seconds;
   prometheus::Family<prometheus::Counter>& dispatches;
+  prometheus::Family<prometheus::Counter>& kernel_fallbacks;
   prometheus::Family<prometheus::Counter>& tier_hit_tokens;
   prometheus::Family<prometheus::Counter>& served_layers;
   prometheus::Family<prometheus::Counter>& config_reloads;
@@ -192,7 +197,7 @@ struct Metrics::Families {
 // Turns the cache's own accounting into metric families at scrape time.
 class Metrics::CacheCollector : public prometheus::Collectable {
  public:
-  explicit CacheCollector(cache::KvCache* cache) : cache_(cache) {}
+  CacheCollector(cache::KvCache* cache, const cache::GpuTier* gpu) : cache_(cache), gpu_(gpu) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> out;
@@ -266,17 +271,24 @@ class Metrics::CacheCollector : public prometheus::Collectable {
     add(Id::kBudget, {{"tier", "host"}}, cache_->host().budget_bytes());
     add(Id::kRegisteredModels, {}, cache_->models().size());
     add(Id::kPutInflightBytes, {}, cache_->inflight_bytes());
-    // No GPU tier and no device allocations yet: the daemon holds no GPU memory.
-    add(Id::kGpuMemoryUsed, {}, 0);
+    if (gpu_ != nullptr) {
+      const cache::GpuTier::Stats g = gpu_->stats();
+      add(Id::kBudget, {{"tier", "gpu"}}, g.budget_bytes);
+      add(Id::kGpuMemoryUsed, {}, g.used_bytes);
+    } else {
+      add(Id::kGpuMemoryUsed, {}, 0);
+    }
     return out;
   }
 
  private:
   cache::KvCache* const cache_;
+  const cache::GpuTier* const gpu_;
 };
 
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view listen,
-                                                         cache::KvCache* cache) {
+                                                         cache::KvCache* cache,
+                                                         const cache::GpuTier* gpu) {
   std::unique_ptr<Metrics> m(new Metrics());
   // prometheus-cpp reports bad names and bind failures by throwing: this is the one place
   // metrics are built, so it is the one place that catches.
@@ -305,6 +317,7 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view liste
         histogram(Id::kRelativeError),
         histogram(Id::kReconstructionSeconds),
         counter(Id::kDispatches),
+        counter(Id::kKernelFallbacks),
         counter(Id::kTierHitTokens),
         counter(Id::kServedLayers),
         counter(Id::kConfigReloads),
@@ -312,7 +325,7 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view liste
     // Both results exist from the start, so that an alert on failed reloads has a series.
     m->families_->config_reloads.Add({{"result", "ok"}});
     m->families_->config_reloads.Add({{"result", "error"}});
-    m->cache_collector_ = std::make_shared<CacheCollector>(cache);
+    m->cache_collector_ = std::make_shared<CacheCollector>(cache, gpu);
     m->exposer_ = std::make_unique<prometheus::Exposer>(std::string(listen));
     m->exposer_->RegisterCollectable(m->registry_);
     m->exposer_->RegisterCollectable(m->cache_collector_);
@@ -386,13 +399,17 @@ void Metrics::RecordReconstruction(absl::string_view tenant, cache::Mode mode, d
 }
 
 void Metrics::RecordAttendCalls(const cache::AttendCalls& calls) {
-  for (size_t m = 0; m < calls.by_mode.size(); ++m) {
-    if (calls.by_mode[m] == 0) continue;
+  for (const cache::AttendRun& r : calls.runs) {
     families_->dispatches
-        .Add({{"device", "cpu"},
+        .Add({{"device", cache::AttendDeviceName(r.device)},
               {"op", "attend"},
-              {"mode", cache::ModeName(static_cast<cache::Mode>(m))}})
-        .Increment(calls.by_mode[m]);
+              {"mode", cache::ModeName(r.mode)}})
+        .Increment();
+    if (r.fallback != cache::GpuFallback::kNone) {
+      families_->kernel_fallbacks
+          .Add({{"op", "attend"}, {"reason", cache::GpuFallbackName(r.fallback)}})
+          .Increment();
+    }
   }
 }
 

@@ -3,9 +3,9 @@
 //
 // Every metric is declared in one list (metrics.cc, kMetrics) and registered by Create. Two
 // kinds: event metrics (RPCs, fallbacks, reconstructions, ...) are updated as things happen;
-// cache metrics (stored bytes, pages, lookups, evictions, policies, ...) are read from the
-// KvCache at scrape time, so they can never drift from the cache's own accounting. Names and
-// labels are documented in docs/metrics.md.
+// cache metrics (stored bytes, pages, lookups, evictions, policies, GPU tier bytes, ...) are
+// read from the KvCache and the GPU tier at scrape time, so they can never drift from their own
+// accounting. Names and labels are documented in docs/metrics.md.
 //
 // Thread-safety: internally synchronized.
 #pragma once
@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "cache/gpu_tier.h"
 #include "cache/kv_cache.h"
 #include "cache/page.h"
 #include "cache/page_attention.h"
@@ -33,9 +34,10 @@ namespace slimkv::daemon {
 class Metrics {
  public:
   // Registers every metric and starts serving /metrics on `listen` (host:port; port 0 picks a
-  // free one). UNAVAILABLE when the address cannot be bound. `cache` must outlive Metrics.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Metrics>> Create(absl::string_view listen,
-                                                                       cache::KvCache* cache);
+  // free one). UNAVAILABLE when the address cannot be bound. `cache` and `gpu` (may be null: no
+  // GPU tier) must outlive Metrics.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Metrics>> Create(
+      absl::string_view listen, cache::KvCache* cache, const cache::GpuTier* gpu = nullptr);
   ~Metrics();
 
   // The names of every metric family slimkvd exports, in declaration order.
@@ -58,7 +60,8 @@ class Metrics {
   // Records one layer reconstructed from `mode` by the CPU codecs in `seconds`.
   void RecordReconstruction(absl::string_view tenant, cache::Mode mode, double seconds);
 
-  // Records the CPU attention kernel calls of one Attend request, by the stored mode they ran on.
+  // Records the attention kernel calls of one Attend request: each under its device and stored
+  // mode, and each CPU call the GPU could not take under its fallback reason.
   void RecordAttendCalls(const cache::AttendCalls& calls);
 
   // Records the tiers of the pages a Lookup found (one entry per hit page of `page_tokens`).

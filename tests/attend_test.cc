@@ -4,6 +4,7 @@
 // reference, not through any codec). The engine's side is played too: attention over tokens
 // the daemon did not cover (the partial last page) merged with the daemon's (o, lse) equals
 // attention over all tokens. Then partial coverage, metrics, and bad requests.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -16,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
 #include "kernels/attention_ref.h"
+#include "kernels/gpu.h"
 #include "tests/daemon_process.h"
 #include "tests/model_pages.h"
 #include "tests/test_pages.h"
@@ -202,14 +204,37 @@ TEST(Attend, EveryGeometryAndModeMatchesFloat64AttentionAndMergesWithTheEnginesT
       }
     }
   }
-  // Every kernel call was counted under its stored mode.
+  // Every kernel call was counted under its device and stored mode; xcache never runs on the
+  // GPU. The daemon runs on this machine, so it finds the GPU this test finds.
   auto scrape = ScrapeMetrics((*daemon)->metrics_port());
   ASSERT_TRUE(scrape.ok()) << scrape.status();
+  auto dispatches = [&](const char* device, const char* mode) {
+    return MetricValue(*scrape, absl::StrCat("slimkv_kernel_dispatches_total{device=\"", device,
+                                             "\",mode=\"", mode, "\",op=\"attend\"}"));
+  };
   for (const char* mode : {"full", "slim", "xcache", "latent"}) {
-    EXPECT_NE(scrape->find(absl::StrCat("slimkv_kernel_dispatches_total{device=\"cpu\",mode=\"",
-                                        mode, "\",op=\"attend\"}")),
-              std::string::npos)
-        << mode;
+    EXPECT_GT(std::max(dispatches("cpu", mode), dispatches("gpu", mode)), 0) << mode;
+  }
+  EXPECT_GT(dispatches("cpu", "xcache"), 0);
+  const double unsupported =
+      MetricValue(*scrape, R"(slimkv_kernel_fallbacks_total{op="attend",reason="unsupported"})");
+  const double no_gpu =
+      MetricValue(*scrape, R"(slimkv_kernel_fallbacks_total{op="attend",reason="no_gpu"})");
+  const double gpu_bytes = MetricValue(*scrape, "slimkv_gpu_memory_used_bytes");
+  if (!kernels::gpu::Device().usable) {
+    // Every call fell back for want of a GPU, and the daemon holds no device memory.
+    for (const char* mode : {"full", "slim", "xcache", "latent"}) {
+      EXPECT_EQ(dispatches("gpu", mode), -1) << mode;
+    }
+    EXPECT_GT(no_gpu, 0);
+    EXPECT_EQ(unsupported, -1);
+    EXPECT_EQ(gpu_bytes, 0);
+  } else {
+    // Full pages run on the GPU from the tier; xcache falls back as unsupported.
+    EXPECT_GT(dispatches("gpu", "full"), 0);
+    EXPECT_GE(unsupported, dispatches("cpu", "xcache"));
+    EXPECT_EQ(no_gpu, -1);
+    EXPECT_GT(gpu_bytes, 0);
   }
   EXPECT_NE(scrape->find("slimkv_rpcs_total{code=\"OK\",method=\"Attend\""), std::string::npos);
 }
