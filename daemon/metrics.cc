@@ -325,6 +325,11 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view liste
     // Both results exist from the start, so that an alert on failed reloads has a series.
     m->families_->config_reloads.Add({{"result", "ok"}});
     m->families_->config_reloads.Add({{"result", "error"}});
+    // Every Attend fallback reason exists from the start, so that a rate over them has series.
+    for (cache::GpuFallback r : {cache::GpuFallback::kNoGpu, cache::GpuFallback::kUnsupported,
+                                 cache::GpuFallback::kError, cache::GpuFallback::kNoRoom}) {
+      m->families_->kernel_fallbacks.Add({{"op", "attend"}, {"reason", cache::GpuFallbackName(r)}});
+    }
     m->cache_collector_ = std::make_shared<CacheCollector>(cache, gpu);
     m->exposer_ = std::make_unique<prometheus::Exposer>(std::string(listen));
     m->exposer_->RegisterCollectable(m->registry_);
