@@ -12,6 +12,28 @@ namespace slimkv::cache {
 
 namespace gpu = kernels::gpu;
 
+namespace {
+
+// Layers start on the device at multiples of this, so that the kernels' typed loads of an
+// unquantized layer are aligned whatever the layers before it hold (a quantized layer's bytes
+// need not be a multiple of anything; a misaligned device load would poison the CUDA context).
+constexpr uint64_t kLayerAlign = 256;
+
+uint64_t AlignUp(uint64_t x) { return (x + kLayerAlign - 1) / kLayerAlign * kLayerAlign; }
+
+// Where layer `l` starts in the device copy; l = layers.size() gives its size.
+uint64_t DeviceLayerOffset(const Page& page, size_t l) {
+  uint64_t off = 0;
+  for (size_t i = 0; i < l; ++i) off += AlignUp(page.layers[i].bytes);
+  return off;
+}
+
+}  // namespace
+
+uint64_t GpuTier::DeviceBytes(const Page& page) {
+  return DeviceLayerOffset(page, page.layers.size());
+}
+
 GpuTier::GpuTier(uint64_t budget_bytes) : lru_budget_(budget_bytes), lru_(budget_bytes) {}
 
 GpuTier::Stats GpuTier::stats() const {
@@ -59,14 +81,20 @@ absl::StatusOr<std::shared_ptr<const gpu::DeviceBuffer>> GpuTier::Payload(
     }
     offset += layer.bytes;
   }
-  const size_t bytes = page->payload.size();
+  const uint64_t bytes = DeviceBytes(*page);
   if (bytes > lru_budget_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "gpu tier: a page of ", bytes, " bytes exceeds its budget of ", lru_budget_));
   }
+  // The payload with each layer moved to its aligned offset.
+  std::vector<uint8_t> staged(bytes);
+  for (size_t l = 0, from = 0; l < page->layers.size(); from += page->layers[l++].bytes) {
+    std::copy_n(page->payload.data() + from, page->layers[l].bytes,
+                staged.data() + DeviceLayerOffset(*page, l));
+  }
   absl::StatusOr<gpu::DeviceBuffer> buffer = gpu::DeviceBuffer::Allocate(bytes);
   if (!buffer.ok()) return buffer.status();
-  if (absl::Status s = buffer->Upload(page->payload.data(), bytes); !s.ok()) return s;
+  if (absl::Status s = buffer->Upload(staged.data(), bytes); !s.ok()) return s;
   auto shared = std::make_shared<const gpu::DeviceBuffer>(*std::move(buffer));
 
   std::lock_guard<std::mutex> lock(mu_);
@@ -85,7 +113,7 @@ absl::StatusOr<GpuTier::DeviceLayerValues> GpuTier::ReadLayer(
   if (!payload.ok()) return payload.status();
   const StoredLayer& layer = page->layers[l];
   const uint32_t tokens = page->geometry.page_tokens;
-  const auto* bytes = static_cast<const uint8_t*>((*payload)->data()) + page->LayerOffset(l);
+  const auto* bytes = static_cast<const uint8_t*>((*payload)->data()) + DeviceLayerOffset(*page, l);
   DeviceLayerValues out;
   out.payload = *std::move(payload);
   out.page = {.data = bytes, .dtype = page->dtype, .tokens = tokens,

@@ -11,7 +11,8 @@
 // fingerprint (Page::model, which covers the geometry and the weights they are derived from),
 // the layer and the mode.
 //
-// Budget: the device bytes of the resident payloads and layers. Scratch a call dequantizes
+// Budget: the device bytes of the resident payloads (each layer starting 256-byte aligned on
+// the device, so a page takes up to 255 bytes per layer more than its payload) and layers. Scratch a call dequantizes
 // into is the call's own and not counted. An entry evicted while a call still reads it stays
 // allocated until that call returns (device memory is shared by shared_ptr), so the device may
 // briefly hold more than the budget.
@@ -49,6 +50,8 @@ class GpuTier {
   };
   Stats stats() const;
   uint64_t budget_bytes() const { return lru_budget_; }
+  // Device bytes `page` takes in the tier.
+  static uint64_t DeviceBytes(const Page& page);
 
   // Layer `l` of `page` on the device as the attention ops read it: the mode's stored values
   // [page_tokens, Σ StoredParts cols], in page->dtype when unquantized, else dequantized into

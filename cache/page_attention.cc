@@ -94,7 +94,9 @@ GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t laye
   if (!supported.ok()) return GpuFallback::kUnsupported;
 
   uint64_t payload_bytes = 0;
-  for (const std::shared_ptr<const Page>& page : run_pages) payload_bytes += page->payload.size();
+  for (const std::shared_ptr<const Page>& page : run_pages) {
+    payload_bytes += GpuTier::DeviceBytes(*page);
+  }
   if (payload_bytes > tier->budget_bytes()) return GpuFallback::kNoRoom;
   std::vector<GpuTier::DeviceLayerValues> values;
   std::vector<gpu::DevicePage> device_pages;
@@ -110,28 +112,48 @@ GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t laye
     values.push_back(*std::move(v));
     end_position = position + static_cast<int32_t>(tokens);
   }
-  absl::Status s;
-  switch (mode) {
-    case Mode::kFull:
-      s = gpu::AttendFull(heads, device_pages, q, p, out);
-      break;
-    case Mode::kSlim: {
-      auto device_layer = tier->SlimLayer(run_pages[0]->model, layer, *kv, end_position);
-      s = device_layer.ok() ? gpu::AttendSlim(*kv, **device_layer, device_pages, q, p, out)
-                            : device_layer.status();
-      break;
-    }
-    case Mode::kLatent: {
-      const kernels::LatentLayout& l = codec.latent(layer);
-      auto device_layer = tier->LatentLayer(run_pages[0]->model, layer, l);
-      s = device_layer.ok() ? gpu::AttendLatent(l, **device_layer, device_pages, q, p, out)
-                            : device_layer.status();
-      break;
-    }
-    case Mode::kXcache:
-      break;  // refused above
+  std::shared_ptr<const gpu::DeviceLayer> device_layer;
+  if (mode == Mode::kSlim || mode == Mode::kLatent) {
+    auto made = mode == Mode::kSlim
+                    ? tier->SlimLayer(run_pages[0]->model, layer, *kv, end_position)
+                    : tier->LatentLayer(run_pages[0]->model, layer, codec.latent(layer));
+    if (!made.ok()) return FallbackFor(made.status());
+    device_layer = *std::move(made);
   }
-  return s.ok() ? GpuFallback::kNone : FallbackFor(s);
+  // One call per stretch of pages of one device dtype (the ops take one; a quantized page is
+  // float32 on the device, an unquantized one its put dtype), merged exactly like runs.
+  const int d_v = static_cast<int>(c.v_head_dim);
+  std::vector<float> part_o(size_t{c.num_q_heads} * c.v_head_dim), part_lse(c.num_q_heads);
+  for (size_t begin = 0; begin < device_pages.size();) {
+    size_t end = begin + 1;
+    while (end < device_pages.size() && device_pages[end].dtype == device_pages[begin].dtype) {
+      ++end;
+    }
+    const std::span<const gpu::DevicePage> part(device_pages.data() + begin, end - begin);
+    const kernels::AttentionOut part_out =
+        begin == 0 ? out : kernels::AttentionOut{part_o.data(), part_lse.data()};
+    absl::Status s;
+    switch (mode) {
+      case Mode::kFull:
+        s = gpu::AttendFull(heads, part, q, p, part_out);
+        break;
+      case Mode::kSlim:
+        s = gpu::AttendSlim(*kv, *device_layer, part, q, p, part_out);
+        break;
+      case Mode::kLatent:
+        s = gpu::AttendLatent(codec.latent(layer), *device_layer, part, q, p, part_out);
+        break;
+      case Mode::kXcache:
+        break;  // refused above
+    }
+    if (!s.ok()) return FallbackFor(s);
+    if (begin != 0) {
+      kernels::MergeAttention(p.h_q, d_v, out.o, out.lse, part_o.data(), part_lse.data(), out.o,
+                              out.lse);
+    }
+    begin = end;
+  }
+  return GpuFallback::kNone;
 }
 
 }  // namespace

@@ -9,9 +9,10 @@
 // Dispatch: each run goes to the GPU first (kernels/gpu.h) when a GPU tier is given, the device
 // is usable and has passed its self-test, and the GPU supports the run's mode and shape (full,
 // slim and native MLA latent; xcache and projected latent stay on the CPU); the pages are read
-// from the tier in their stored form and dequantized on the device. Otherwise, or when anything
-// on the GPU side fails, the run is attended on the CPU exactly as without a GPU, and the run
-// records why (GpuFallback). The result does not depend on where a run went beyond the
+// from the tier in their stored form and dequantized on the device (a run whose pages differ in
+// device dtype — a quantized page is float32 there — takes one op call per stretch of one dtype,
+// merged like runs). Otherwise, or when anything on the GPU side fails, the run is attended on
+// the CPU exactly as without a GPU, and the run records why (GpuFallback). The result does not depend on where a run went beyond the
 // kernels' float32 rounding (docs/attention.md "Accuracy").
 //
 // Thread-safety: stateless functions; pages are immutable; the GPU tier is internally

@@ -162,6 +162,16 @@ class PageAttentionTest : public ::testing::Test {
     }
   }
 
+  // Five pages of a Llama-like model: full, slim, slim int8, xcache, full.
+  std::vector<std::shared_ptr<const Page>> MixedPages() {
+    Use(SyntheticModel::Small("llama", 64, 4, 4, 16));
+    return {MakePage(0, Mode::kFull, Quant::kNone, DType::kBF16),
+            MakePage(1, Mode::kSlim, Quant::kNone, DType::kBF16),
+            MakePage(2, Mode::kSlim, Quant::kInt8, DType::kBF16),
+            MakePage(3, Mode::kXcache, Quant::kNone, DType::kBF16),
+            MakePage(4, Mode::kFull, Quant::kNone, DType::kBF16)};
+  }
+
   std::unique_ptr<testing_util::LoadedModel> loaded_;
   PageInput input_ = PageInput::kX;
 };
@@ -173,13 +183,7 @@ TEST_F(PageAttentionTest, EveryModeAndQuantizerMatchesTheReferenceOnDecodedPages
 }
 
 TEST_F(PageAttentionTest, MixedModesAreAttendedPerRunAndMerged) {
-  Use(SyntheticModel::Small("llama", 64, 4, 4, 16));
-  const std::vector<std::shared_ptr<const Page>> pages = {
-      MakePage(0, Mode::kFull, Quant::kNone, DType::kBF16),
-      MakePage(1, Mode::kSlim, Quant::kNone, DType::kBF16),
-      MakePage(2, Mode::kSlim, Quant::kInt8, DType::kBF16),
-      MakePage(3, Mode::kXcache, Quant::kNone, DType::kBF16),
-      MakePage(4, Mode::kFull, Quant::kNone, DType::kBF16)};
+  const std::vector<std::shared_ptr<const Page>> pages = MixedPages();
   AttendCalls calls;
   Check(pages, &calls);
   ASSERT_EQ(calls.runs.size(), 4u);
@@ -188,6 +192,24 @@ TEST_F(PageAttentionTest, MixedModesAreAttendedPerRunAndMerged) {
   EXPECT_EQ(calls.runs[1].pages, 2u) << "one run of two pages";
   EXPECT_EQ(calls.runs[2].mode, Mode::kXcache);
   EXPECT_EQ(calls.runs[3].mode, Mode::kFull);
+
+}
+
+// The slim run mixes a bf16 page with an int8 one (float32 once dequantized on the device).
+TEST_F(PageAttentionTest, GpuRunsMixedModesAndDtypesPerRun) {
+  if (!kernels::gpu::Device().usable) {
+    GTEST_SKIP() << "no usable GPU: " << kernels::gpu::Device().reason;
+  }
+  const std::vector<std::shared_ptr<const Page>> pages = MixedPages();
+  GpuTier tier(64 << 20);
+  AttendCalls gpu_calls;
+  Check(pages, &gpu_calls, &tier);
+  ASSERT_EQ(gpu_calls.runs.size(), 4u);
+  for (size_t i : {0, 1, 3}) {
+    EXPECT_EQ(gpu_calls.runs[i].device, AttendDevice::kGpu)
+        << i << " " << GpuFallbackName(gpu_calls.runs[i].fallback);
+  }
+  EXPECT_EQ(gpu_calls.runs[2].fallback, GpuFallback::kUnsupported);
 }
 
 TEST_F(PageAttentionTest, NoPagesBadLayerAndCorruptPages) {
@@ -257,7 +279,7 @@ TEST_F(PageAttentionTest, GpuTierRefusesAPageOverItsBudgetOrFailingItsChecksum) 
   // Checked before any device call, so this holds with or without a GPU.
   Use(SyntheticModel::Small("llama", 64, 4, 4, 16));
   const std::shared_ptr<const Page> page = MakePage(0, Mode::kFull, Quant::kNone, DType::kBF16);
-  GpuTier small(page->payload.size() - 1);
+  GpuTier small(GpuTier::DeviceBytes(*page) - 1);
   auto over = small.ReadLayer(*loaded_->codec, page, kLayer, 0);
   EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << over.status();
   auto corrupt = std::make_shared<Page>(*page);
@@ -296,7 +318,7 @@ TEST_F(PageAttentionTest, GpuTierKeepsPagesResidentAndEvictsTheLeastRecentlyUsed
   const std::shared_ptr<const Page> a = MakePage(0, Mode::kFull, Quant::kNone, DType::kBF16);
   const std::shared_ptr<const Page> b = MakePage(1, Mode::kFull, Quant::kNone, DType::kBF16);
   const std::shared_ptr<const Page> c = MakePage(2, Mode::kFull, Quant::kNone, DType::kBF16);
-  const uint64_t page_bytes = a->payload.size();
+  const uint64_t page_bytes = GpuTier::DeviceBytes(*a);
   GpuTier tier(page_bytes * 2 + page_bytes / 2);
   const ModelCodec& codec = *loaded_->codec;
   ASSERT_TRUE(tier.ReadLayer(codec, a, kLayer, 0).ok());
@@ -304,10 +326,11 @@ TEST_F(PageAttentionTest, GpuTierKeepsPagesResidentAndEvictsTheLeastRecentlyUsed
   auto again = tier.ReadLayer(codec, a, 0, 0);  // another layer of a resident page
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(tier.stats().uploads, 2u) << "a is reused";
-  // The device copy holds the stored bytes.
-  std::vector<uint8_t> back(a->payload.size());
+  // The device copy holds the stored bytes of the layer read.
+  const StoredLayer& l0 = a->layers[0];
+  std::vector<uint8_t> back(l0.bytes);
   ASSERT_TRUE(again->payload->Download(back.data(), back.size()).ok());
-  EXPECT_EQ(back, a->payload);
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), a->payload.begin()));
 
   ASSERT_TRUE(tier.ReadLayer(codec, c, kLayer, 32).ok());  // evicts b, the coldest
   GpuTier::Stats s = tier.stats();
@@ -324,6 +347,43 @@ TEST_F(PageAttentionTest, GpuTierKeepsPagesResidentAndEvictsTheLeastRecentlyUsed
   auto a2 = std::make_shared<const Page>(*a);
   ASSERT_TRUE(tier.ReadLayer(codec, a2, kLayer, 0).ok());
   EXPECT_EQ(tier.stats().uploads, 5u);
+}
+
+// A page whose layers differ in quantizer (a layer that fell back to full, unquantized): each
+// layer starts 256-byte aligned on the device whatever its payload offset (an int4 layer's bytes
+// need not be a multiple of the next layer's element size).
+TEST_F(PageAttentionTest, GpuAttendsAnUnquantizedLayerAfterAQuantizedOne) {
+  Use(SyntheticModel::Small("llama", 64, 4, 4, 16));
+  const std::shared_ptr<const Page> int4 = MakePage(0, Mode::kFull, Quant::kInt4, DType::kF32);
+  const std::shared_ptr<const Page> plain = MakePage(0, Mode::kFull, Quant::kNone, DType::kF32);
+  auto mixed = std::make_shared<Page>(*plain);
+  mixed->quant = Quant::kInt4;
+  mixed->payload.clear();
+  for (uint32_t l = 0; l < mixed->geometry.num_layers; ++l) {
+    const Page& from = l < kLayer ? *int4 : *plain;
+    mixed->layers[l] = from.layers[l];
+    const uint8_t* bytes = from.payload.data() + from.LayerOffset(l);
+    mixed->payload.insert(mixed->payload.end(), bytes, bytes + from.layers[l].bytes);
+  }
+  EXPECT_EQ(GpuTier::DeviceBytes(*mixed) % 256, 0u);
+  EXPECT_GE(GpuTier::DeviceBytes(*mixed), mixed->payload.size());
+  if (!kernels::gpu::Device().usable) {
+    GTEST_SKIP() << "no usable GPU: " << kernels::gpu::Device().reason;
+  }
+  GpuTier tier(64 << 20);
+  auto dev = tier.ReadLayer(*loaded_->codec, mixed, kLayer, 0);
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(dev->page.data) % 256, 0u);
+  std::vector<uint8_t> back(mixed->layers[kLayer].bytes);
+  const auto offset = static_cast<size_t>(static_cast<const uint8_t*>(dev->page.data) -
+                                          static_cast<const uint8_t*>(dev->payload->data()));
+  ASSERT_TRUE(dev->payload->Download(back.data(), back.size(), offset).ok());
+  EXPECT_TRUE(std::equal(back.begin(), back.end(),
+                         mixed->payload.begin() + mixed->LayerOffset(kLayer)));
+  AttendCalls calls;
+  Check({mixed}, &calls, &tier);
+  ASSERT_EQ(calls.runs.size(), 1u);
+  EXPECT_EQ(calls.runs[0].device, AttendDevice::kGpu) << GpuFallbackName(calls.runs[0].fallback);
 }
 
 TEST_F(PageAttentionTest, GpuTierDequantizesLikeTheCpuAndGrowsSlimLayers) {
