@@ -12,8 +12,9 @@
 // from the tier in their stored form and dequantized on the device (a run whose pages differ in
 // device dtype — a quantized page is float32 there — takes one op call per stretch of one dtype,
 // merged like runs). Otherwise, or when anything on the GPU side fails, the run is attended on
-// the CPU exactly as without a GPU, and the run records why (GpuFallback). The result does not depend on where a run went beyond the
-// kernels' float32 rounding (docs/attention.md "Accuracy").
+// the CPU exactly as without a GPU, and the run records why (GpuFallback). The result does not
+// depend on where a run went beyond the kernels' float32 rounding (docs/attention.md
+// "Accuracy").
 //
 // Thread-safety: stateless functions; pages are immutable; the GPU tier is internally
 // synchronized.
@@ -51,6 +52,7 @@ struct AttendRun {
   Mode mode = Mode::kFull;
   AttendDevice device = AttendDevice::kCpu;
   GpuFallback fallback = GpuFallback::kNone;  // kNone exactly when device is kGpu
+  absl::Status gpu_error = absl::OkStatus();  // the failed GPU call's status (kError, kNoRoom), else OK
   uint32_t pages = 0;
 };
 
