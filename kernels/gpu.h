@@ -1,5 +1,6 @@
-// The GPU backend of the kernels: device discovery, device memory, and decode attention on
-// pages resident in device memory (the GPU side of attention.h). Built from CUDA sources
+// The GPU backend of the kernels: device discovery, device memory, decode attention on pages
+// resident in device memory (the GPU side of attention.h) and reconstruction of K, V from them
+// (the GPU side of codecs.h's decoders). Built from CUDA sources
 // (gpu_*.cu, C++17, sm_90) when the build finds nvcc, else from gpu_absent.cc, whose functions
 // all answer UNAVAILABLE — so callers never need #if, and the daemon behaves the same on a
 // machine without CUDA, without a driver, or without a GPU: Device().usable is false and every
@@ -135,5 +136,16 @@ struct DevicePage {
 [[nodiscard]] absl::Status AttendLatent(const LatentLayout& l, const DeviceLayer& layer,
                                         std::span<const DevicePage> pages, const float* q,
                                         const AttentionParams& p, AttentionOut out);
+
+// Reconstruction (Get's side): one page layer's stored rows on the device (unquantized) into
+// engine-form K [tokens, h_kv, d_k] and V [tokens, h_kv, d_v] in device memory of dtype `out`,
+// as the CPU codecs (codecs.h DecodeSlim, DecodeLatentNative) compute them, in float32:
+//   slim    K = R_p·K_raw (positions page.first_position, ...), V = K_raw·W_KV + b_V − b_K·W_KV;
+//   latent  K_h = c·W_UK,h at the nope places and k_rope at the rope places, V_h = c·W_UV,h.
+// `layer` as for the attention ops. Synchronous. k and v must not overlap the page.
+[[nodiscard]] absl::Status DecodeSlim(const KvCodecLayer& l, const DeviceLayer& layer,
+                                      const DevicePage& page, DType out, void* k, void* v);
+[[nodiscard]] absl::Status DecodeLatent(const LatentLayout& l, const DeviceLayer& layer,
+                                        const DevicePage& page, DType out, void* k, void* v);
 
 }  // namespace slimkv::kernels::gpu

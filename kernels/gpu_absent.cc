@@ -61,4 +61,13 @@ absl::Status AttendLatent(const LatentLayout&, const DeviceLayer&, std::span<con
   return NoCuda();
 }
 
+absl::Status DecodeSlim(const KvCodecLayer&, const DeviceLayer&, const DevicePage&, DType, void*,
+                        void*) {
+  return NoCuda();
+}
+absl::Status DecodeLatent(const LatentLayout&, const DeviceLayer&, const DevicePage&, DType,
+                          void*, void*) {
+  return NoCuda();
+}
+
 }  // namespace slimkv::kernels::gpu

@@ -18,6 +18,8 @@
 
 #include <cmath>
 
+#include "kernels/internal/gpu_rows.cuh"
+
 namespace slimkv::kernels::gpu {
 namespace {
 
@@ -25,20 +27,7 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kTile = 32;  // tokens per online-softmax step; one per lane of warp 0
 
-template <class T>
-__device__ __forceinline__ float Load(const T* p);
-template <>
-__device__ __forceinline__ float Load<float>(const float* p) {
-  return *p;
-}
-template <>
-__device__ __forceinline__ float Load<__half>(const __half* p) {
-  return __half2float(*p);
-}
-template <>
-__device__ __forceinline__ float Load<__nv_bfloat16>(const __nv_bfloat16* p) {
-  return __bfloat162float(*p);
-}
+using internal::Load;
 
 __device__ __forceinline__ float WarpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -69,18 +58,10 @@ __device__ __forceinline__ float KeyElem(const PartialAttentionParams& p, const 
                                          int j, int32_t pos) {
   if (j >= p.a_len) return Load(row + p.b_off + g * p.b_stride + (j - p.a_len));
   const T* a = row + p.a_off + g * p.a_stride;
-  const float x = Load(a + j);
-  if (p.cos == nullptr || j >= p.rotary_dim) return x;
+  if (p.cos == nullptr) return Load(a + j);
   const int half = p.rotary_dim / 2;
-  const float* c = p.cos + static_cast<int64_t>(pos) * half;
-  const float* s = p.sin + static_cast<int64_t>(pos) * half;
-  if (p.half_split) {
-    if (j < half) return x * c[j] - Load(a + j + half) * s[j];
-    const int m = j - half;
-    return x * c[m] + Load(a + m) * s[m];
-  }
-  const int m = j >> 1;
-  return (j & 1) ? x * c[m] + Load(a + j - 1) * s[m] : x * c[m] - Load(a + j + 1) * s[m];
+  return internal::RopeElem(a, j, p.cos + static_cast<int64_t>(pos) * half,
+                            p.sin + static_cast<int64_t>(pos) * half, p.rotary_dim, p.half_split);
 }
 
 template <class T>

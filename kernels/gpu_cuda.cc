@@ -16,6 +16,7 @@
 #include "kernels/gpu.h"
 #include "kernels/gpu_attention.cuh"
 #include "kernels/gpu_dequant.cuh"
+#include "kernels/gpu_reconstruct.cuh"
 #include "kernels/internal/codec_util.h"
 
 namespace slimkv::kernels::gpu {
@@ -26,6 +27,9 @@ struct DeviceLayer::Impl {
   DeviceBuffer w_uk;      // latent [d_c, heads·d_nope]; empty when d_nope = 0
   DeviceBuffer cos, sin;  // slim RoPE [max_position, rotary_dim / 2]; empty without RoPE
   int32_t max_position = 0;
+  // Latent reconstruction: where column n of c·W_UK ([heads·d_nope]) and rope element i
+  // ([heads·rope_dim], read at rope_src of the stored row) go in a K row [heads·k_head_dim].
+  DeviceBuffer nope_dst, rope_src, rope_dst;
 };
 
 namespace {
@@ -443,7 +447,8 @@ DeviceLayer::~DeviceLayer() = default;
 
 size_t DeviceLayer::bytes() const {
   return impl_->w.bytes() + impl_->bias.bytes() + impl_->w_uk.bytes() + impl_->cos.bytes() +
-         impl_->sin.bytes();
+         impl_->sin.bytes() + impl_->nope_dst.bytes() + impl_->rope_src.bytes() +
+         impl_->rope_dst.bytes();
 }
 
 absl::StatusOr<std::unique_ptr<DeviceLayer>> DeviceLayer::ForSlim(const KvCodecLayer& l,
@@ -496,6 +501,27 @@ absl::StatusOr<std::unique_ptr<DeviceLayer>> DeviceLayer::ForLatent(const Latent
     absl::StatusOr<DeviceBuffer> uk = UploadFloats(l.w_uk, size_t{1} * l.d_c * l.heads * l.d_nope());
     if (!uk.ok()) return uk.status();
     impl->w_uk = *std::move(uk);
+  }
+  const int dk = l.k_head_dim, dn = l.d_nope(), r = l.rope_dim;
+  const std::vector<int> map = internal::LatentHeadMap(l);
+  std::vector<int> nope_dst(size_t{1} * l.heads * dn), rope_src, rope_dst;
+  for (int h = 0; h < l.heads; ++h) {
+    for (int c = 0; c < dk; ++c) {
+      const int m = map[h * dk + c];
+      if (m >= 0) {
+        nope_dst[size_t{1} * h * dn + m] = h * dk + c;
+      } else {
+        rope_src.push_back(l.d_c + (l.shared_rope ? 0 : h * r) + (-m - 1));
+        rope_dst.push_back(h * dk + c);
+      }
+    }
+  }
+  for (auto [buffer, host] : {std::pair{&impl->nope_dst, &nope_dst}, std::pair{&impl->rope_src, &rope_src},
+                              std::pair{&impl->rope_dst, &rope_dst}}) {
+    absl::StatusOr<DeviceBuffer> b = DeviceBuffer::Allocate(sizeof(int) * host->size());
+    if (!b.ok()) return b.status();
+    if (absl::Status s = b->Upload(host->data(), sizeof(int) * host->size()); !s.ok()) return s;
+    *buffer = *std::move(b);
   }
   return std::unique_ptr<DeviceLayer>(new DeviceLayer(std::move(impl)));
 }
@@ -608,6 +634,123 @@ absl::Status AttendLatent(const LatentLayout& l, const DeviceLayer& layer,
     }
   }
   return Run(std::move(pass), pages, query, *total, out);
+}
+
+// ---- Reconstruction ----
+
+namespace {
+
+// Common checks of a reconstruction call: OK (with *done when there is nothing to do) or why not.
+absl::Status CheckDecode(const DevicePage& page, DType out, const void* k, const void* v,
+                         bool* done) {
+  if (absl::Status s = Usable(); !s.ok()) return s;
+  if (page.tokens < 0) return absl::InvalidArgumentError("decode: tokens < 0");
+  if (!IsValidDType(static_cast<int>(out)) || !IsValidDType(static_cast<int>(page.dtype))) {
+    return absl::InvalidArgumentError("decode: bad dtype");
+  }
+  *done = page.tokens == 0;
+  if (!*done && (page.data == nullptr || k == nullptr || v == nullptr)) {
+    return absl::InvalidArgumentError("decode: null page, k or v");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status DecodeSlim(const KvCodecLayer& l, const DeviceLayer& layer, const DevicePage& page,
+                        DType out, void* k, void* v) {
+  if (absl::Status s = ValidateCodecLayer(l, CodecMode::kSlim); !s.ok()) return s;
+  bool done = false;
+  if (absl::Status s = CheckDecode(page, out, k, v, &done); !s.ok() || done) return s;
+  const DeviceLayer::Impl& d = layer.impl();
+  if (d.w.data() == nullptr || (l.rope != nullptr) != (d.cos.data() != nullptr)) {
+    return absl::InvalidArgumentError("decode: the DeviceLayer is not this slim layer's");
+  }
+  if (l.rope != nullptr && int64_t{page.first_position} + page.tokens > d.max_position) {
+    return absl::FailedPreconditionError("decode: positions past the device RoPE table");
+  }
+  const int e = l.proj.e();
+  RotateRowsParams r;
+  r.in = page.data;
+  r.in_type = static_cast<RowType>(page.dtype);
+  r.rows = page.tokens;
+  r.heads = l.proj.h_kv;
+  r.head_dim = l.proj.d_h;
+  if (l.rope != nullptr) {
+    r.cos = static_cast<const float*>(d.cos.data());
+    r.sin = static_cast<const float*>(d.sin.data());
+    r.rotary_dim = l.rope->params().rotary_dim;
+    r.half_split = l.rope->params().pairing == RopePairing::kHalfSplit;
+  }
+  r.first_position = page.first_position;
+  r.out = k;
+  r.out_type = static_cast<RowType>(out);
+  ProjectRowsParams pv;
+  pv.in = page.data;
+  pv.in_type = r.in_type;
+  pv.ld_in = e;
+  pv.rows = page.tokens;
+  pv.k = e;
+  pv.w = static_cast<const float*>(d.w.data());
+  pv.ldw = e;
+  pv.n = e;
+  pv.bias = static_cast<const float*>(d.bias.data());
+  pv.out = v;
+  pv.out_type = r.out_type;
+  pv.ld_out = e;
+  if (absl::Status s = Cuda(RotateRows(r, kStream), "slim K"); !s.ok()) return s;
+  if (absl::Status s = Cuda(ProjectRows(pv, kStream), "slim V"); !s.ok()) return s;
+  return Cuda(cudaStreamSynchronize(kStream), "slim decode");
+}
+
+absl::Status DecodeLatent(const LatentLayout& l, const DeviceLayer& layer, const DevicePage& page,
+                          DType out, void* k, void* v) {
+  if (absl::Status s = ValidateLatentLayout(l); !s.ok()) return s;
+  bool done = false;
+  if (absl::Status s = CheckDecode(page, out, k, v, &done); !s.ok() || done) return s;
+  const DeviceLayer::Impl& d = layer.impl();
+  if (d.w.data() == nullptr || (l.d_nope() > 0) != (d.w_uk.data() != nullptr)) {
+    return absl::InvalidArgumentError("decode: the DeviceLayer is not this latent layer's");
+  }
+  const int H = l.heads, dk = l.k_head_dim, dn = l.d_nope(), dv = l.v_head_dim;
+  const RowType in_type = static_cast<RowType>(page.dtype), out_type = static_cast<RowType>(out);
+  ProjectRowsParams pk;
+  pk.in = page.data;
+  pk.in_type = in_type;
+  pk.ld_in = l.stored_elems();
+  pk.rows = page.tokens;
+  pk.k = l.d_c;
+  pk.w = static_cast<const float*>(d.w_uk.data());
+  pk.ldw = int64_t{H} * dn;
+  pk.n = H * dn;
+  pk.out = k;
+  pk.out_type = out_type;
+  pk.ld_out = int64_t{H} * dk;
+  pk.col_map = static_cast<const int*>(d.nope_dst.data());
+  GatherColumnsParams g;
+  g.in = page.data;
+  g.in_type = in_type;
+  g.ld_in = l.stored_elems();
+  g.rows = page.tokens;
+  g.n = H * l.rope_dim;
+  g.src = static_cast<const int*>(d.rope_src.data());
+  g.dst = static_cast<const int*>(d.rope_dst.data());
+  g.out = k;
+  g.out_type = out_type;
+  g.ld_out = int64_t{H} * dk;
+  ProjectRowsParams pv = pk;
+  pv.w = static_cast<const float*>(d.w.data());
+  pv.ldw = int64_t{H} * dv;
+  pv.n = H * dv;
+  pv.out = v;
+  pv.ld_out = int64_t{H} * dv;
+  pv.col_map = nullptr;
+  if (dn > 0) {
+    if (absl::Status s = Cuda(ProjectRows(pk, kStream), "latent K"); !s.ok()) return s;
+  }
+  if (absl::Status s = Cuda(GatherColumns(g, kStream), "latent k_rope"); !s.ok()) return s;
+  if (absl::Status s = Cuda(ProjectRows(pv, kStream), "latent V"); !s.ok()) return s;
+  return Cuda(cudaStreamSynchronize(kStream), "latent decode");
 }
 
 // ---- Known-answer check ----
