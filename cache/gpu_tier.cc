@@ -10,6 +10,19 @@
 
 namespace slimkv::cache {
 
+const char* KernelDeviceName(KernelDevice d) { return d == KernelDevice::kGpu ? "gpu" : "cpu"; }
+
+const char* GpuFallbackName(GpuFallback r) {
+  switch (r) {
+    case GpuFallback::kNone: return "none";
+    case GpuFallback::kNoGpu: return "no_gpu";
+    case GpuFallback::kUnsupported: return "unsupported";
+    case GpuFallback::kError: return "error";
+    case GpuFallback::kNoRoom: return "no_room";
+  }
+  return "unknown";
+}
+
 namespace gpu = kernels::gpu;
 
 namespace {

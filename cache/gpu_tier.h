@@ -36,6 +36,17 @@
 
 namespace slimkv::cache {
 
+// Where a kernel call ran (slimkv_kernel_dispatches_total's device label).
+enum class KernelDevice : uint8_t { kCpu, kGpu };
+const char* KernelDeviceName(KernelDevice d);  // "cpu", "gpu"
+
+// Why a call that could have run on the GPU ran on the CPU: kNone for a GPU call; kNoGpu, no
+// usable device or its self-test failed; kUnsupported, the GPU does not run this mode or shape
+// (Supports* said no, or the layer's matrices are not ready); kError, a GPU call failed at run
+// time; kNoRoom, the GPU tier is off (budget 0) or could not hold the pages or layer.
+enum class GpuFallback : uint8_t { kNone, kNoGpu, kUnsupported, kError, kNoRoom };
+const char* GpuFallbackName(GpuFallback r);  // "none", "no_gpu", "unsupported", "error", "no_room"
+
 class GpuTier {
  public:
   // REQUIRES budget_bytes > 0 (a budget of 0 means no tier: make none).

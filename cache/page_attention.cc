@@ -161,24 +161,6 @@ GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t laye
 
 }  // namespace
 
-const char* AttendDeviceName(AttendDevice d) { return d == AttendDevice::kGpu ? "gpu" : "cpu"; }
-
-const char* GpuFallbackName(GpuFallback r) {
-  switch (r) {
-    case GpuFallback::kNone:
-      return "none";
-    case GpuFallback::kNoGpu:
-      return "no_gpu";
-    case GpuFallback::kUnsupported:
-      return "unsupported";
-    case GpuFallback::kError:
-      return "error";
-    case GpuFallback::kNoRoom:
-      return "no_room";
-  }
-  return "unknown";
-}
-
 kernels::AttentionParams AttentionParamsOf(const ModelConfig& config) {
   return {.h_q = static_cast<int>(config.num_q_heads),
           .scale = config.softmax_scale,
@@ -211,8 +193,8 @@ absl::Status AttendLayer(const ModelCodec& codec,
     AttendRun r{.mode = mode, .pages = static_cast<uint32_t>(end - begin)};
     r.fallback =
         AttendRunOnGpu(codec, gpu, layer, mode, run_pages, begin, q, p, run_out, &r.gpu_error);
-    r.device = r.fallback == GpuFallback::kNone ? AttendDevice::kGpu : AttendDevice::kCpu;
-    if (r.device == AttendDevice::kCpu) {
+    r.device = r.fallback == GpuFallback::kNone ? KernelDevice::kGpu : KernelDevice::kCpu;
+    if (r.device == KernelDevice::kCpu) {
       stored.clear();
       run.clear();
       for (size_t i = begin; i < end; ++i) {

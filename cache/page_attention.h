@@ -37,20 +37,10 @@ namespace slimkv::cache {
 // unless the config says otherwise; gemma2's logit softcapping), with h_q = num_q_heads.
 kernels::AttentionParams AttentionParamsOf(const ModelConfig& config);
 
-enum class AttendDevice : uint8_t { kCpu, kGpu };
-const char* AttendDeviceName(AttendDevice d);  // "cpu", "gpu"
-
-// Why a run was attended on the CPU: kNone for a GPU run; kNoGpu, no usable device or its
-// self-test failed; kUnsupported, the GPU does not run this mode or shape (Supports* said no,
-// or the layer's matrices are not ready); kError, a GPU call failed at run time; kNoRoom, the
-// GPU tier is off (budget 0) or could not hold the run's pages or layer.
-enum class GpuFallback : uint8_t { kNone, kNoGpu, kUnsupported, kError, kNoRoom };
-const char* GpuFallbackName(GpuFallback r);  // "none", "no_gpu", "unsupported", "error", "no_room"
-
 // One kernel call: a run of consecutive pages stored in one mode, and where it ran.
 struct AttendRun {
   Mode mode = Mode::kFull;
-  AttendDevice device = AttendDevice::kCpu;
+  KernelDevice device = KernelDevice::kCpu;
   GpuFallback fallback = GpuFallback::kNone;  // kNone exactly when device is kGpu
   absl::Status gpu_error = absl::OkStatus();  // the failed GPU call's status (kError, kNoRoom), else OK
   uint32_t pages = 0;

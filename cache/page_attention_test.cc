@@ -5,7 +5,8 @@
 // Tolerances as the kernels' (kernels/attention_test.cc): o 1e-5 relative Frobenius, lse 5e-6
 // relative past 1. Then the GPU dispatch and the GPU tier (cache/gpu_tier.h): without a usable
 // GPU every run falls back with the same bits; with one (else GTEST_SKIP), the runs the GPU
-// takes meet the same tolerances and pages stay resident under the budget.
+// takes meet the same tolerances and pages stay resident under the budget. Last, Get's decode
+// dispatch (cache/decode_dispatch.h), the same way.
 #include "cache/page_attention.h"
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "cache/decode_dispatch.h"
 #include "cache/internal/synthetic_codec.h"
 #include "cache/page_codec.h"
 #include "gtest/gtest.h"
@@ -178,7 +180,7 @@ class PageAttentionTest : public ::testing::Test {
 
 TEST_F(PageAttentionTest, EveryModeAndQuantizerMatchesTheReferenceOnDecodedPages) {
   CheckEveryModeAndQuantizer(nullptr, [](const ModelCodec&, Mode, const AttendRun& run) {
-    EXPECT_EQ(run.device, AttendDevice::kCpu);
+    EXPECT_EQ(run.device, KernelDevice::kCpu);
   });
 }
 
@@ -206,7 +208,7 @@ TEST_F(PageAttentionTest, GpuRunsMixedModesAndDtypesPerRun) {
   Check(pages, &gpu_calls, &tier);
   ASSERT_EQ(gpu_calls.runs.size(), 4u);
   for (size_t i : {0, 1, 3}) {
-    EXPECT_EQ(gpu_calls.runs[i].device, AttendDevice::kGpu)
+    EXPECT_EQ(gpu_calls.runs[i].device, KernelDevice::kGpu)
         << i << " " << GpuFallbackName(gpu_calls.runs[i].fallback);
   }
   EXPECT_EQ(gpu_calls.runs[2].fallback, GpuFallback::kUnsupported);
@@ -266,7 +268,7 @@ TEST_F(PageAttentionTest, WithoutAGpuEveryRunFallsBackWithTheSameBits) {
     ASSERT_FALSE(calls.runs.empty());
     for (const std::vector<AttendRun>* runs : {&calls.runs, &cpu_calls.runs}) {
       for (const AttendRun& r : *runs) {
-        EXPECT_EQ(r.device, AttendDevice::kCpu);
+        EXPECT_EQ(r.device, KernelDevice::kCpu);
         EXPECT_EQ(r.fallback, GpuFallback::kNoGpu) << GpuFallbackName(r.fallback);
       }
     }
@@ -302,7 +304,7 @@ TEST_F(PageAttentionTest, GpuRunsEveryModeItSupportsWithinTheReferenceTolerances
     const bool on_gpu = mode == Mode::kFull || mode == Mode::kSlim ||
                         (mode == Mode::kLatent && codec.is_mla());
     if (on_gpu) {
-      EXPECT_EQ(run.device, AttendDevice::kGpu) << GpuFallbackName(run.fallback);
+      EXPECT_EQ(run.device, KernelDevice::kGpu) << GpuFallbackName(run.fallback);
     } else {
       EXPECT_EQ(run.fallback, GpuFallback::kUnsupported) << GpuFallbackName(run.fallback);
     }
@@ -383,7 +385,7 @@ TEST_F(PageAttentionTest, GpuAttendsAnUnquantizedLayerAfterAQuantizedOne) {
   AttendCalls calls;
   Check({mixed}, &calls, &tier);
   ASSERT_EQ(calls.runs.size(), 1u);
-  EXPECT_EQ(calls.runs[0].device, AttendDevice::kGpu) << GpuFallbackName(calls.runs[0].fallback);
+  EXPECT_EQ(calls.runs[0].device, KernelDevice::kGpu) << GpuFallbackName(calls.runs[0].fallback);
 }
 
 TEST_F(PageAttentionTest, GpuTierDequantizesLikeTheCpuAndGrowsSlimLayers) {
@@ -419,6 +421,102 @@ TEST_F(PageAttentionTest, GpuTierDequantizesLikeTheCpuAndGrowsSlimLayers) {
   ASSERT_TRUE(longer.ok());
   EXPECT_NE(longer->get(), short_layer->get()) << "re-made to cover position 64";
   EXPECT_EQ(tier.SlimLayer(model, kLayer, *kv, 10)->get(), longer->get());
+}
+
+}  // namespace
+}  // namespace slimkv::cache
+
+namespace slimkv::cache {
+namespace {
+
+// Get's decode dispatch (cache/decode_dispatch.h): the K and V bytes of one layer, by
+// DecodeLayerDispatched with a GPU tier, and where it ran.
+struct Decoded {
+  std::vector<uint8_t> k, v;
+  DecodeWhere where;
+};
+Decoded DecodeWith(const ModelCodec& codec, const std::shared_ptr<const Page>& page,
+                   uint32_t index, DType out, GpuTier* tier) {
+  Decoded d;
+  d.k.resize(page->geometry.TensorElems(Role::kK) * kernels::DTypeSize(out));
+  d.v.resize(page->geometry.TensorElems(Role::kV) * kernels::DTypeSize(out));
+  const absl::Status s = DecodeLayerDispatched(codec, page, kLayer, index, out, d.k.data(),
+                                               d.v.data(), tier, &d.where);
+  EXPECT_TRUE(s.ok()) << s;
+  return d;
+}
+
+std::vector<double> Widen(const std::vector<uint8_t>& bytes, DType t) {
+  const size_t n = bytes.size() / kernels::DTypeSize(t);
+  std::vector<float> f(n);
+  kernels::ConvertDType(bytes.data(), t, f.data(), DType::kF32, n);
+  return std::vector<double>(f.begin(), f.end());
+}
+
+double RelFro(const std::vector<double>& got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+TEST_F(PageAttentionTest, WithoutAGpuGetDecodesOnTheCpuWithTheSameBytes) {
+  if (kernels::gpu::Device().usable) GTEST_SKIP() << "a GPU is usable here";
+  GpuTier tier(64 << 20);
+  for (const Geometry& g : Geometries()) {
+    SCOPED_TRACE(g.name);
+    Use(g.model);
+    for (Mode mode : {Mode::kFull, Mode::kSlim, Mode::kXcache, Mode::kLatent}) {
+      if (!loaded_->codec->Supports(mode, input_).ok()) continue;
+      const std::shared_ptr<const Page> page = MakePage(2, mode, Quant::kInt8, DType::kBF16);
+      std::vector<uint8_t> k(page->geometry.TensorElems(Role::kK) * 2);
+      std::vector<uint8_t> v(page->geometry.TensorElems(Role::kV) * 2);
+      ASSERT_TRUE(DecodeLayer(*loaded_->codec, *page, kLayer, 2, DType::kBF16, k.data(), v.data())
+                      .ok());
+      const Decoded d = DecodeWith(*loaded_->codec, page, 2, DType::kBF16, &tier);
+      EXPECT_EQ(d.k, k);
+      EXPECT_EQ(d.v, v);
+      EXPECT_EQ(d.where.device, KernelDevice::kCpu);
+      EXPECT_EQ(d.where.fallback, GpuFallback::kNoGpu) << GpuFallbackName(d.where.fallback);
+    }
+  }
+  EXPECT_EQ(tier.stats().uploads, 0u);
+}
+
+// With a GPU: slim and native latent layers (unquantized and quantized, at a later page of the
+// prefix) decode on the GPU to DecodeLayer's values within float32 rounding; full and xcache
+// stay on the CPU as unsupported.
+TEST_F(PageAttentionTest, GpuGetDecodesSlimAndLatentLikeTheCpu) {
+  if (!kernels::gpu::Device().usable) {
+    GTEST_SKIP() << "no usable GPU: " << kernels::gpu::Device().reason;
+  }
+  ASSERT_TRUE(kernels::gpu::SelfTest().ok()) << kernels::gpu::SelfTest();
+  GpuTier tier(256 << 20);
+  for (const Geometry& g : Geometries()) {
+    SCOPED_TRACE(g.name);
+    Use(g.model);
+    for (Mode mode : {Mode::kFull, Mode::kSlim, Mode::kXcache, Mode::kLatent}) {
+      if (!loaded_->codec->Supports(mode, input_).ok()) continue;
+      for (Quant quant : {Quant::kNone, Quant::kFp8}) {
+        SCOPED_TRACE(absl::StrCat(ModeName(mode), " ", QuantName(quant)));
+        const std::shared_ptr<const Page> page = MakePage(2, mode, quant, DType::kBF16);
+        std::vector<uint8_t> k(page->geometry.TensorElems(Role::kK) * 4);
+        std::vector<uint8_t> v(page->geometry.TensorElems(Role::kV) * 4);
+        ASSERT_TRUE(
+            DecodeLayer(*loaded_->codec, *page, kLayer, 2, DType::kF32, k.data(), v.data()).ok());
+        const Decoded d = DecodeWith(*loaded_->codec, page, 2, DType::kF32, &tier);
+        const Mode stored = page->layers[kLayer].mode;
+        const bool on_gpu = stored == Mode::kSlim ||
+                            (stored == Mode::kLatent && loaded_->codec->is_mla());
+        EXPECT_EQ(d.where.device, on_gpu ? KernelDevice::kGpu : KernelDevice::kCpu)
+            << GpuFallbackName(d.where.fallback) << " " << d.where.gpu_error;
+        EXPECT_LE(RelFro(Widen(d.k, DType::kF32), Widen(k, DType::kF32)), 1e-5);
+        EXPECT_LE(RelFro(Widen(d.v, DType::kF32), Widen(v, DType::kF32)), 1e-5);
+      }
+    }
+  }
 }
 
 }  // namespace

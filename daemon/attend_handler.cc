@@ -2,13 +2,10 @@
 
 #include <cmath>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "cache/page_attention.h"
 #include "daemon/log.h"
 #include "daemon/token_span.h"
@@ -27,23 +24,6 @@ struct Sequence {
 absl::Status InSequence(int i, const absl::Status& s) {
   if (!absl::IsInvalidArgument(s) || !absl::StartsWith(s.message(), "tokens")) return s;
   return absl::InvalidArgumentError(absl::StrCat("sequences[", i, "].", s.message()));
-}
-
-// Logs the first GPU call failure of each minute (they are all counted in
-// slimkv_kernel_fallbacks_total): a broken device would otherwise write one line per request.
-void LogGpuFailures(const cache::AttendCalls& calls) {
-  static std::mutex mu;
-  static absl::Time last = absl::InfinitePast();
-  for (const cache::AttendRun& run : calls.runs) {
-    if (run.fallback != cache::GpuFallback::kError) continue;
-    const absl::Time now = absl::Now();
-    std::lock_guard<std::mutex> lock(mu);
-    if (now - last < absl::Minutes(1)) return;
-    last = now;
-    LogWarning("GPU attention failed, ran on the CPU (further failures this minute are only "
-               "counted): ", run.gpu_error.ToString());
-    return;
-  }
 }
 
 }  // namespace
@@ -126,7 +106,13 @@ absl::Status HandleAttend(cache::KvCache* cache, cache::GpuTier* gpu, const std:
     }
   }
   if (metrics != nullptr) metrics->RecordAttendCalls(calls);
-  LogGpuFailures(calls);
+  for (const cache::AttendRun& run : calls.runs) {
+    if (run.fallback != cache::GpuFallback::kError) continue;
+    LogWarningOncePerMinute("gpu attend", absl::StrCat("GPU attention failed and ran on the CPU (",
+                                                       "further failures this minute are only "
+                                                       "counted): ", run.gpu_error.ToString()));
+    break;
+  }
   *response = std::move(out);
   return absl::OkStatus();
 }

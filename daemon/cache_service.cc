@@ -274,7 +274,7 @@ class CacheService::GetReactor final : public grpc::ServerWriteReactor<v1::GetRe
     tenant_ = *tenant;
     timer_.set_tenant(tenant_);
     auto streamer = GetStreamer::Start(service->cache_, tenant_, request,
-                                       service->get_chunk_bytes_, service->metrics_);
+                                       service->get_chunk_bytes_, service->metrics_, service->gpu_);
     if (!streamer.ok()) {
       Finish(timer_.Done(streamer.status()));
       return;

@@ -84,18 +84,18 @@ std::vector<std::string> FixedFieldChanges(v1::DaemonConfig running, v1::DaemonC
   return paths.paths();
 }
 
-// The GPU tier when the device can serve Attend, else null; logs one line saying which.
+// The GPU tier when the device can serve Attend and Get, else null; logs one line saying which.
 std::unique_ptr<cache::GpuTier> MakeGpuTier(uint64_t budget_bytes) {
   const kernels::gpu::DeviceInfo& gpu = kernels::gpu::Device();
   if (!gpu.usable) {
-    LogInfo("GPU: not used (", gpu.reason, "); Attend runs on the CPU");
+    LogInfo("GPU: not used (", gpu.reason, "); Attend and Get run on the CPU");
     return nullptr;
   }
   const std::string device = absl::StrCat(gpu.name, " (", gpu.sm_count, " SMs, ",
                                           gpu.memory_bytes, " bytes)");
   if (absl::Status s = kernels::gpu::SelfTest(); !s.ok()) {
     LogWarning("GPU: ", device, " failed its self-test, not used (", s.message(),
-               "); Attend runs on the CPU");
+               "); Attend and Get run on the CPU");
     return nullptr;
   }
   if (budget_bytes == 0) {

@@ -3,7 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "cache/decode_dispatch.h"
 #include "cache/page_codec.h"
+#include "daemon/log.h"
 #include "daemon/token_span.h"
 #include "kernels/crc32c.h"
 
@@ -19,7 +21,8 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
                                                                 const std::string& tenant,
                                                                 const v1::GetRequest& request,
                                                                 uint32_t chunk_bytes,
-                                                                Metrics* metrics) {
+                                                                Metrics* metrics,
+                                                                cache::GpuTier* gpu) {
   if (request.dtype() != v1::DTYPE_UNSPECIFIED && !kernels::IsValidDType(request.dtype())) {
     return absl::InvalidArgumentError(
         absl::StrCat("dtype: ", request.dtype(), " is not fp32, fp16 or bf16"));
@@ -36,7 +39,7 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
                                                    " but tokens hold ", prefix->keys.size(),
                                                    " whole pages"));
   }
-  std::unique_ptr<GetStreamer> s(new GetStreamer(cache, tenant, metrics));
+  std::unique_ptr<GetStreamer> s(new GetStreamer(cache, tenant, metrics, gpu));
   s->model_ = prefix->model;
   s->chunk_bytes_ = chunk_bytes;
   s->first_page_ = request.first_page();
@@ -81,11 +84,18 @@ bool GetStreamer::LoadTensor() {
     if (!is_v) {
       layer_.resize(k_bytes + v_bytes);
       const absl::Time start = absl::Now();
-      status_ = cache::DecodeLayer(codec, page, layer, page_index, out, layer_.data(),
-                                   layer_.data() + k_bytes);
+      cache::DecodeWhere where;
+      status_ = cache::DecodeLayerDispatched(codec, pinned_, layer, page_index, out,
+                                             layer_.data(), layer_.data() + k_bytes, gpu_, &where);
       if (!status_.ok()) return false;
+      if (where.fallback == cache::GpuFallback::kError) {
+        LogWarningOncePerMinute(
+            "gpu decode", absl::StrCat("GPU reconstruction failed and ran on the CPU (further "
+                                       "failures this minute are only counted): ",
+                                       where.gpu_error.ToString()));
+      }
       if (metrics_ != nullptr) {
-        metrics_->RecordReconstruction(tenant_, page.layers[layer].mode,
+        metrics_->RecordReconstruction(tenant_, page.layers[layer].mode, where,
                                        absl::ToDoubleSeconds(absl::Now() - start));
       }
     }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cache/gpu_tier.h"
 #include "cache/kv_cache.h"
 #include "daemon/metrics.h"
 #include "kernels/dtype.h"
@@ -30,10 +31,12 @@ class GetStreamer {
  public:
   // Validates the request and finds the pages it returns: from first_page up to the first page
   // not stored. INVALID_ARGUMENT: bad dtype, raw with a dtype, first_page beyond the whole pages
-  // of tokens; NOT_FOUND: unknown model; else as KvCache::Resolve. `cache` must outlive this.
+  // of tokens; NOT_FOUND: unknown model; else as KvCache::Resolve. `cache` (and `gpu`, the GPU
+  // tier layers are reconstructed through when not null: cache/decode_dispatch.h) must outlive
+  // this.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<GetStreamer>> Start(
       cache::KvCache* cache, const std::string& tenant, const v1::GetRequest& request,
-      uint32_t chunk_bytes, Metrics* metrics = nullptr);
+      uint32_t chunk_bytes, Metrics* metrics = nullptr, cache::GpuTier* gpu = nullptr);
 
   // Fills the next message; false when the stream is done, with status() saying how it ended:
   // OK, or DATA_LOSS / FAILED_PRECONDITION when a layer cannot be reconstructed.
@@ -45,8 +48,8 @@ class GetStreamer {
   uint64_t bytes_sent() const { return bytes_sent_; }
 
  private:
-  GetStreamer(cache::KvCache* cache, std::string tenant, Metrics* metrics)
-      : cache_(cache), tenant_(std::move(tenant)), metrics_(metrics) {}
+  GetStreamer(cache::KvCache* cache, std::string tenant, Metrics* metrics, cache::GpuTier* gpu)
+      : cache_(cache), tenant_(std::move(tenant)), metrics_(metrics), gpu_(gpu) {}
   // Points tensor_data_/tensor_bytes_/tensor_crc_ at the current tensor, reconstructing its
   // layer when the layer starts. False with status_ set when it cannot.
   bool LoadTensor();
@@ -55,6 +58,7 @@ class GetStreamer {
   cache::KvCache* const cache_;
   const std::string tenant_;
   Metrics* const metrics_;
+  cache::GpuTier* const gpu_;
   std::shared_ptr<const cache::RegisteredModel> model_;
   std::vector<cache::PageKey> keys_;  // pages announced, in order
   v1::GetResponseHeader header_;  // built at Start, sent first

@@ -21,4 +21,9 @@ void LogWarning(const Args&... args) { LogLine(LogLevel::kWarning, absl::StrCat(
 template <typename... Args>
 void LogError(const Args&... args) { LogLine(LogLevel::kError, absl::StrCat(args...)); }
 
+// A warning for failures that may repeat on every request (a broken GPU): logged unless a line
+// of the same `key` was logged less than a minute ago, then dropped (the caller counts them in
+// a metric).
+void LogWarningOncePerMinute(const std::string& key, const std::string& message);
+
 }  // namespace slimkv

@@ -90,8 +90,8 @@ constexpr Def kMetrics[] = {
      "Codec and attention kernel calls by device (cpu, gpu), operation (encode, decode, "
      "attend) and mode."},
     {Id::kKernelFallbacks, "slimkv_kernel_fallbacks_total", MetricType::Counter,
-     "Kernel calls run on the CPU although the GPU path was tried first, by operation and reason "
-     "(no_gpu, unsupported, error, no_room)."},
+     "Kernel calls run on the CPU although the GPU path was tried first, by operation (attend, "
+     "decode) and reason (no_gpu, unsupported, error, no_room)."},
     {Id::kTierHitTokens, "slimkv_tier_hit_tokens_total", MetricType::Counter,
      "Prompt tokens that lookups found cached, by tenant and the tier holding their page."},
     {Id::kServedLayers, "slimkv_served_layers_total", MetricType::Counter,
@@ -325,10 +325,13 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(absl::string_view liste
     // Both results exist from the start, so that an alert on failed reloads has a series.
     m->families_->config_reloads.Add({{"result", "ok"}});
     m->families_->config_reloads.Add({{"result", "error"}});
-    // Every Attend fallback reason exists from the start, so that a rate over them has series.
-    for (cache::GpuFallback r : {cache::GpuFallback::kNoGpu, cache::GpuFallback::kUnsupported,
-                                 cache::GpuFallback::kError, cache::GpuFallback::kNoRoom}) {
-      m->families_->kernel_fallbacks.Add({{"op", "attend"}, {"reason", cache::GpuFallbackName(r)}});
+    // Every GPU fallback reason of Attend and Get exists from the start, so that a rate over them
+    // has series.
+    for (const char* op : {"attend", "decode"}) {
+      for (cache::GpuFallback r : {cache::GpuFallback::kNoGpu, cache::GpuFallback::kUnsupported,
+                                   cache::GpuFallback::kError, cache::GpuFallback::kNoRoom}) {
+        m->families_->kernel_fallbacks.Add({{"op", op}, {"reason", cache::GpuFallbackName(r)}});
+      }
     }
     m->cache_collector_ = std::make_shared<CacheCollector>(cache, gpu);
     m->exposer_ = std::make_unique<prometheus::Exposer>(std::string(listen));
@@ -394,19 +397,27 @@ void Metrics::RecordFallbacks(absl::string_view tenant, cache::Mode requested,
       .Increment(static_cast<double>(layers));
 }
 
-void Metrics::RecordReconstruction(absl::string_view tenant, cache::Mode mode, double seconds) {
+void Metrics::RecordReconstruction(absl::string_view tenant, cache::Mode mode,
+                                   const cache::DecodeWhere& where, double seconds) {
   families_->reconstruction_seconds
       .Add({{"tenant", std::string(tenant)}, {"mode", cache::ModeName(mode)}}, kCodecBuckets)
       .Observe(seconds);
   families_->dispatches
-      .Add({{"device", "cpu"}, {"op", "decode"}, {"mode", cache::ModeName(mode)}})
+      .Add({{"device", cache::KernelDeviceName(where.device)},
+            {"op", "decode"},
+            {"mode", cache::ModeName(mode)}})
       .Increment();
+  if (where.fallback != cache::GpuFallback::kNone) {
+    families_->kernel_fallbacks
+        .Add({{"op", "decode"}, {"reason", cache::GpuFallbackName(where.fallback)}})
+        .Increment();
+  }
 }
 
 void Metrics::RecordAttendCalls(const cache::AttendCalls& calls) {
   for (const cache::AttendRun& r : calls.runs) {
     families_->dispatches
-        .Add({{"device", cache::AttendDeviceName(r.device)},
+        .Add({{"device", cache::KernelDeviceName(r.device)},
               {"op", "attend"},
               {"mode", cache::ModeName(r.mode)}})
         .Increment();

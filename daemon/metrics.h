@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "cache/decode_dispatch.h"
 #include "cache/gpu_tier.h"
 #include "cache/kv_cache.h"
 #include "cache/page.h"
@@ -57,8 +58,10 @@ class Metrics {
   // ("factors_pending", or "not_applicable" when the policy's mode does not fit the model).
   void RecordFallbacks(absl::string_view tenant, cache::Mode requested, absl::string_view reason,
                        uint64_t layers);
-  // Records one layer reconstructed from `mode` by the CPU codecs in `seconds`.
-  void RecordReconstruction(absl::string_view tenant, cache::Mode mode, double seconds);
+  // Records one layer reconstructed from `mode` in `seconds`, on the device `where` says (and
+  // why not on the GPU).
+  void RecordReconstruction(absl::string_view tenant, cache::Mode mode,
+                            const cache::DecodeWhere& where, double seconds);
 
   // Records the attention kernel calls of one Attend request: each under its device and stored
   // mode, and each CPU call the GPU could not take under its fallback reason.

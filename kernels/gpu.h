@@ -50,8 +50,9 @@ struct DeviceInfo {
 const DeviceInfo& Device();
 
 // The known-answer check, run once (first call) and remembered: every attention op on small
-// fixed pages (fp32 and bf16, several pages, a partial tile) against AttendRef. OK, or the
-// first op that failed or disagreed. UNAVAILABLE when !Device().usable.
+// fixed pages (fp32 and bf16, several pages, a partial tile) against AttendRef, and the
+// reconstruction ops against K and V computed in float64. OK, or the first op that failed or
+// disagreed. UNAVAILABLE when !Device().usable.
 [[nodiscard]] absl::Status SelfTest();
 
 // Device memory owned by the buffer. Move-only.

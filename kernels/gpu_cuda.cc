@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -842,6 +843,37 @@ absl::Status Reference(const KvHeads& heads, int T, const std::vector<double>& k
   return AttendRef(heads, T, k.data(), v.data(), qd.data(), p, o->data(), lse->data());
 }
 
+// Runs `decode` on page `page` (tokens [first, first + page.tokens) of the case) into float32
+// K [T, k_cols] and V [T, v_cols] and compares them with rows of the float64 k, v of all tokens.
+template <class Decode>
+absl::Status CompareDecode(const char* what, const DevicePage& page, int64_t first,
+                           const std::vector<double>& k, const std::vector<double>& v,
+                           int64_t k_cols, int64_t v_cols, Decode decode) {
+  const int64_t nk = page.tokens * k_cols, nv = page.tokens * v_cols;
+  absl::StatusOr<DeviceBuffer> kd = DeviceBuffer::Allocate(sizeof(float) * nk);
+  if (!kd.ok()) return kd.status();
+  absl::StatusOr<DeviceBuffer> vd = DeviceBuffer::Allocate(sizeof(float) * nv);
+  if (!vd.ok()) return vd.status();
+  if (absl::Status s = decode(page, kd->data(), vd->data()); !s.ok()) return s;
+  std::vector<float> kh(nk), vh(nv);
+  if (absl::Status s = kd->Download(kh.data(), sizeof(float) * nk); !s.ok()) return s;
+  if (absl::Status s = vd->Download(vh.data(), sizeof(float) * nv); !s.ok()) return s;
+  for (auto [got, want, cols] : {std::tuple{&kh, &k, k_cols}, std::tuple{&vh, &v, v_cols}}) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < got->size(); ++i) {
+      const double w = (*want)[first * cols + i];
+      if (!std::isfinite((*got)[i])) return absl::InternalError(absl::StrCat(what, ": not finite"));
+      num += ((*got)[i] - w) * ((*got)[i] - w);
+      den += w * w;
+    }
+    if (std::sqrt(num / std::max(den, 1e-300)) > 1e-4) {
+      return absl::InternalError(absl::StrCat(what, ": disagrees with the CPU reference (",
+                                              std::sqrt(num / std::max(den, 1e-300)), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckFull(DType t) {
   Case c;
   const KvHeads heads{2, 16, 8};
@@ -909,7 +941,12 @@ absl::Status CheckSlim(DType t) {
   }
   std::vector<double> o_ref, lse_ref;
   if (absl::Status s = Reference({h_kv, dh, dh}, T, k, v, q, p, &o_ref, &lse_ref); !s.ok()) return s;
-  return Compare("slim", o, lse, o_ref, lse_ref);
+  if (absl::Status s = Compare("slim", o, lse, o_ref, lse_ref); !s.ok()) return s;
+  // Reconstruction of the second page (tokens 13..52).
+  return CompareDecode("slim decode", (*pages)[1], c.pages[0].first, k, v, e, e,
+                       [&](const DevicePage& pg, void* kd, void* vd) {
+                         return DecodeSlim(l, **layer, pg, DType::kF32, kd, vd);
+                       });
 }
 
 absl::Status CheckLatent(DType t) {
@@ -966,7 +1003,12 @@ absl::Status CheckLatent(DType t) {
       !s.ok()) {
     return s;
   }
-  return Compare("latent", o, lse, o_ref, lse_ref);
+  if (absl::Status s = Compare("latent", o, lse, o_ref, lse_ref); !s.ok()) return s;
+  return CompareDecode("latent decode", (*pages)[1], c.pages[0].first, k, v,
+                       int64_t{l.heads} * l.k_head_dim, int64_t{l.heads} * l.v_head_dim,
+                       [&](const DevicePage& pg, void* kd, void* vd) {
+                         return DecodeLatent(l, **layer, pg, DType::kF32, kd, vd);
+                       });
 }
 
 absl::Status RunSelfTest() {

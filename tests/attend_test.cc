@@ -163,6 +163,10 @@ TEST(Attend, EveryGeometryAndModeMatchesFloat64AttentionAndMergesWithTheEnginesT
       auto put = client->Put(model, whole, 0, pages, PutOptions{.mode = mode, .input = input});
       ASSERT_TRUE(put.ok()) << put.status();
       ASSERT_EQ(put->layers_fallen_back(), 0u);
+      // A Get of the same pages: every layer decoded, on the GPU where it can be (slim, MLA).
+      auto got_pages = client->Get(model, whole, 0, DType::kF32);
+      ASSERT_TRUE(got_pages.ok()) << got_pages.status();
+      ASSERT_EQ(got_pages->size(), kPages);
 
       // The engine's own tokens after the last whole page (never cached).
       const EngineSlice extra =
@@ -235,6 +239,21 @@ TEST(Attend, EveryGeometryAndModeMatchesFloat64AttentionAndMergesWithTheEnginesT
     EXPECT_GE(unsupported, dispatches("cpu", "xcache"));
     EXPECT_EQ(no_gpu, 0);
     EXPECT_GT(gpu_bytes, 0);
+  }
+  // Get's decode dispatch the same way: slim pages decode on the GPU when there is one.
+  auto decodes = [&](const char* device, const char* mode) {
+    return MetricValue(*scrape, absl::StrCat("slimkv_kernel_dispatches_total{device=\"", device,
+                                             "\",mode=\"", mode, "\",op=\"decode\"}"));
+  };
+  const double decode_no_gpu =
+      MetricValue(*scrape, R"(slimkv_kernel_fallbacks_total{op="decode",reason="no_gpu"})");
+  if (!kernels::gpu::Device().usable) {
+    EXPECT_GT(decodes("cpu", "slim"), 0);
+    EXPECT_EQ(decodes("gpu", "slim"), -1);
+    EXPECT_GT(decode_no_gpu, 0);
+  } else {
+    EXPECT_GT(decodes("gpu", "slim"), 0);
+    EXPECT_EQ(decode_no_gpu, 0);
   }
   EXPECT_NE(scrape->find("slimkv_rpcs_total{code=\"OK\",method=\"Attend\""), std::string::npos);
 }
