@@ -55,7 +55,8 @@ const DeviceInfo& Device();
 // disagreed. UNAVAILABLE when !Device().usable.
 [[nodiscard]] absl::Status SelfTest();
 
-// Device memory owned by the buffer. Move-only.
+// Device memory owned by the buffer, from the device's stream-ordered pool (so a release never
+// synchronizes the device). Usable by any thread once Allocate returns. Move-only.
 class DeviceBuffer {
  public:
   // RESOURCE_EXHAUSTED when the device has no room; UNAVAILABLE without a usable GPU.

@@ -377,7 +377,17 @@ absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes) {
   if (absl::Status s = Usable(); !s.ok()) return s;
   DeviceBuffer b;
   if (bytes == 0) return b;
-  if (absl::Status s = Cuda(cudaMalloc(&b.data_, bytes), "device buffer"); !s.ok()) return s;
+  // Stream-ordered, from the device's pool: cudaFree would synchronize the whole device on
+  // every release, stalling every other caller's kernels. Synchronized once here so that any
+  // thread's stream may use the buffer at once.
+  if (absl::Status s = Cuda(cudaMallocAsync(&b.data_, bytes, kStream), "device buffer"); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = Cuda(cudaStreamSynchronize(kStream), "device buffer"); !s.ok()) {
+    (void)cudaFreeAsync(b.data_, kStream);
+    b.data_ = nullptr;
+    return s;
+  }
   b.bytes_ = bytes;
   g_bytes_in_use += static_cast<int64_t>(bytes);
   return b;
@@ -397,7 +407,8 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
 
 DeviceBuffer::~DeviceBuffer() {
   if (data_ == nullptr) return;
-  (void)cudaFree(data_);
+  // Every op synchronizes its stream before returning, so no work still reads the buffer.
+  (void)cudaFreeAsync(data_, kStream);
   g_bytes_in_use -= static_cast<int64_t>(bytes_);
   data_ = nullptr;
   bytes_ = 0;
