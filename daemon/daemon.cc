@@ -99,8 +99,8 @@ std::unique_ptr<cache::GpuTier> MakeGpuTier(uint64_t budget_bytes) {
     return nullptr;
   }
   if (budget_bytes == 0) {
-    LogInfo("GPU: ", device, " passed its self-test; gpu_budget_bytes is 0, so Attend runs on "
-            "the CPU");
+    LogInfo("GPU: ", device, " passed its self-test; gpu_budget_bytes is 0, so Attend and Get "
+            "run on the CPU");
     return nullptr;
   }
   LogInfo("GPU: ", device, " passed its self-test; GPU tier budget ", budget_bytes, " bytes");
