@@ -25,7 +25,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kTile = 32;  // tokens per online-softmax step; one per lane of warp 0
+constexpr int kTile = kAttentionTile;
 
 using internal::Load;
 

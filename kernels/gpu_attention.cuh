@@ -19,6 +19,10 @@ namespace slimkv::kernels::gpu {
 
 enum class RowType : int { kF32 = 1, kF16 = 2, kBF16 = 3 };  // values of kernels::DType
 
+// Tokens per online-softmax step of PartialAttention (one per lane of a warp); splits are
+// rounded to multiples of it.
+inline constexpr int kAttentionTile = 32;
+
 // The pages of one call, on the device.
 struct PagedRows {
   const void* const* data = nullptr;  // [n_pages] device pointers to each page's rows

@@ -36,7 +36,6 @@ struct DeviceLayer::Impl {
 namespace {
 
 const cudaStream_t kStream = cudaStreamPerThread;  // the calling thread's stream
-constexpr int kTileTokens = 32;  // gpu_attention.cu's kTile: splits are multiples of it
 std::atomic<int64_t> g_bytes_in_use{0};
 
 absl::Status Cuda(cudaError_t e, absl::string_view what) {
@@ -199,7 +198,7 @@ absl::Status Run(Pass pass, std::span<const DevicePage> pages, const std::vector
   // Splits: about four blocks per multiprocessor in all, each at least 256 tokens.
   const int64_t want = std::max<int64_t>(1, 4 * int64_t{Device().sm_count} / h_q);
   int64_t per_split = std::max<int64_t>(256, (total + want - 1) / want);
-  per_split = (per_split + kTileTokens - 1) / kTileTokens * kTileTokens;
+  per_split = (per_split + kAttentionTile - 1) / kAttentionTile * kAttentionTile;
   const int n_splits = static_cast<int>((total + per_split - 1) / per_split);
 
   Layout layout;
