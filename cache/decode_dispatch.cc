@@ -12,26 +12,21 @@ namespace gpu = kernels::gpu;
 GpuFallback DecodeOnGpu(const ModelCodec& codec, const std::shared_ptr<const Page>& page,
                         uint32_t l, uint32_t page_index, kernels::DType out, void* k, void* v,
                         GpuTier* tier, absl::Status* why) {
-  if (!gpu::Device().usable || !gpu::SelfTest().ok()) return GpuFallback::kNoGpu;
-  if (tier == nullptr) return GpuFallback::kNoRoom;
+  if (const GpuFallback closed = GpuPathClosed(tier); closed != GpuFallback::kNone) return closed;
   const Mode mode = page->layers[l].mode;
   const bool slim = mode == Mode::kSlim && !codec.is_mla();
   const bool latent = mode == Mode::kLatent && codec.is_mla();
   if (!codec.has_weights() || !(slim || latent)) return GpuFallback::kUnsupported;
-  auto failed = [why](const absl::Status& s) {
-    *why = s;
-    return absl::IsResourceExhausted(s) ? GpuFallback::kNoRoom : GpuFallback::kError;
-  };
   const uint32_t tokens = page->geometry.page_tokens;
   const auto position = static_cast<int32_t>(page_index * tokens);
   absl::StatusOr<GpuTier::DeviceLayerValues> values = tier->ReadLayer(codec, page, l, position);
-  if (!values.ok()) return failed(values.status());
+  if (!values.ok()) return FallbackForFailure(values.status(), why);
   const uint64_t k_bytes = page->geometry.TensorElems(Role::kK) * kernels::DTypeSize(out);
   const uint64_t v_bytes = page->geometry.TensorElems(Role::kV) * kernels::DTypeSize(out);
   absl::StatusOr<gpu::DeviceBuffer> k_dev = gpu::DeviceBuffer::Allocate(k_bytes);
-  if (!k_dev.ok()) return failed(k_dev.status());
+  if (!k_dev.ok()) return FallbackForFailure(k_dev.status(), why);
   absl::StatusOr<gpu::DeviceBuffer> v_dev = gpu::DeviceBuffer::Allocate(v_bytes);
-  if (!v_dev.ok()) return failed(v_dev.status());
+  if (!v_dev.ok()) return FallbackForFailure(v_dev.status(), why);
   absl::Status s;
   if (slim) {
     absl::StatusOr<kernels::KvCodecLayer> kv = codec.kv(l, kernels::CodecMode::kSlim);
@@ -48,7 +43,7 @@ GpuFallback DecodeOnGpu(const ModelCodec& codec, const std::shared_ptr<const Pag
   }
   if (s.ok()) s = k_dev->Download(k, k_bytes);
   if (s.ok()) s = v_dev->Download(v, v_bytes);
-  return s.ok() ? GpuFallback::kNone : failed(s);
+  return s.ok() ? GpuFallback::kNone : FallbackForFailure(s, why);
 }
 
 }  // namespace

@@ -25,6 +25,16 @@ const char* GpuFallbackName(GpuFallback r) {
 
 namespace gpu = kernels::gpu;
 
+GpuFallback GpuPathClosed(const GpuTier* tier) {
+  if (!gpu::Device().usable || !gpu::SelfTest().ok()) return GpuFallback::kNoGpu;
+  return tier == nullptr ? GpuFallback::kNoRoom : GpuFallback::kNone;
+}
+
+GpuFallback FallbackForFailure(const absl::Status& failed, absl::Status* why) {
+  *why = failed;
+  return absl::IsResourceExhausted(failed) ? GpuFallback::kNoRoom : GpuFallback::kError;
+}
+
 namespace {
 
 // Layers start on the device at multiples of this, so that the kernels' typed loads of an

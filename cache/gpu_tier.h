@@ -47,6 +47,15 @@ const char* KernelDeviceName(KernelDevice d);  // "cpu", "gpu"
 enum class GpuFallback : uint8_t { kNone, kNoGpu, kUnsupported, kError, kNoRoom };
 const char* GpuFallbackName(GpuFallback r);  // "none", "no_gpu", "unsupported", "error", "no_room"
 
+class GpuTier;
+
+// Whether a call may try the GPU at all: kNoGpu without a usable device that passed its
+// self-test, kNoRoom without a GPU tier (`tier` null), else kNone.
+GpuFallback GpuPathClosed(const GpuTier* tier);
+// The fallback for a GPU step that failed with `failed`: kNoRoom for RESOURCE_EXHAUSTED (the
+// tier's or the device's lack of room), else kError; `failed` is kept in *why for the log.
+GpuFallback FallbackForFailure(const absl::Status& failed, absl::Status* why);
+
 class GpuTier {
  public:
   // REQUIRES budget_bytes > 0 (a budget of 0 means no tier: make none).

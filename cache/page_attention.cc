@@ -50,14 +50,6 @@ absl::Status AttendRunOnCpu(const ModelCodec& codec, uint32_t layer, Mode mode,
                                           "): ", s.message()));
 }
 
-// Why the GPU cannot take a run it was asked to: RESOURCE_EXHAUSTED is the tier's (or the
-// device's) lack of room, anything else a failure.
-// The failure is kept in *why for the caller's log.
-GpuFallback FallbackFor(const absl::Status& s, absl::Status* why) {
-  *why = s;
-  return absl::IsResourceExhausted(s) ? GpuFallback::kNoRoom : GpuFallback::kError;
-}
-
 // Attends one run on the GPU into `out`: kNone when it did, else why not (then `out` holds
 // nothing meaningful, and *why the failed call's status when a call failed). Pages are
 // run_pages, which start at index `first` of the prefix.
@@ -65,8 +57,7 @@ GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t laye
                            std::span<const std::shared_ptr<const Page>> run_pages, size_t first,
                            const float* q, const kernels::AttentionParams& p,
                            kernels::AttentionOut out, absl::Status* why) {
-  if (!gpu::Device().usable || !gpu::SelfTest().ok()) return GpuFallback::kNoGpu;
-  if (tier == nullptr) return GpuFallback::kNoRoom;
+  if (const GpuFallback closed = GpuPathClosed(tier); closed != GpuFallback::kNone) return closed;
   const ModelConfig& c = codec.config();
   const kernels::KvHeads heads{static_cast<int>(c.num_kv_heads), static_cast<int>(c.k_head_dim),
                                static_cast<int>(c.v_head_dim)};
@@ -110,7 +101,7 @@ GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t laye
     const auto position = static_cast<int32_t>((first + i) * tokens);
     absl::StatusOr<GpuTier::DeviceLayerValues> v =
         tier->ReadLayer(codec, run_pages[i], layer, position);
-    if (!v.ok()) return FallbackFor(v.status(), why);
+    if (!v.ok()) return FallbackForFailure(v.status(), why);
     device_pages.push_back(v->page);
     values.push_back(*std::move(v));
     end_position = position + static_cast<int32_t>(tokens);
@@ -120,7 +111,7 @@ GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t laye
     auto made = mode == Mode::kSlim
                     ? tier->SlimLayer(run_pages[0]->model, layer, *kv, end_position)
                     : tier->LatentLayer(run_pages[0]->model, layer, codec.latent(layer));
-    if (!made.ok()) return FallbackFor(made.status(), why);
+    if (!made.ok()) return FallbackForFailure(made.status(), why);
     device_layer = *std::move(made);
   }
   // One call per stretch of pages of one device dtype (the ops take one; a quantized page is
@@ -149,7 +140,7 @@ GpuFallback AttendRunOnGpu(const ModelCodec& codec, GpuTier* tier, uint32_t laye
       case Mode::kXcache:
         break;  // refused above
     }
-    if (!s.ok()) return FallbackFor(s, why);
+    if (!s.ok()) return FallbackForFailure(s, why);
     if (begin != 0) {
       kernels::MergeAttention(p.h_q, d_v, out.o, out.lse, part_o.data(), part_lse.data(), out.o,
                               out.lse);
