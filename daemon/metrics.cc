@@ -397,35 +397,28 @@ void Metrics::RecordFallbacks(absl::string_view tenant, cache::Mode requested,
       .Increment(static_cast<double>(layers));
 }
 
+void Metrics::RecordKernelCall(const char* op, cache::Mode mode, cache::KernelDevice device,
+                               cache::GpuFallback fallback) {
+  families_->dispatches
+      .Add({{"device", cache::KernelDeviceName(device)}, {"op", op}, {"mode", cache::ModeName(mode)}})
+      .Increment();
+  if (fallback != cache::GpuFallback::kNone) {
+    families_->kernel_fallbacks.Add({{"op", op}, {"reason", cache::GpuFallbackName(fallback)}})
+        .Increment();
+  }
+}
+
 void Metrics::RecordReconstruction(absl::string_view tenant, cache::Mode mode,
                                    const cache::DecodeWhere& where, double seconds) {
   families_->reconstruction_seconds
       .Add({{"tenant", std::string(tenant)}, {"mode", cache::ModeName(mode)}}, kCodecBuckets)
       .Observe(seconds);
-  families_->dispatches
-      .Add({{"device", cache::KernelDeviceName(where.device)},
-            {"op", "decode"},
-            {"mode", cache::ModeName(mode)}})
-      .Increment();
-  if (where.fallback != cache::GpuFallback::kNone) {
-    families_->kernel_fallbacks
-        .Add({{"op", "decode"}, {"reason", cache::GpuFallbackName(where.fallback)}})
-        .Increment();
-  }
+  RecordKernelCall("decode", mode, where.device, where.fallback);
 }
 
 void Metrics::RecordAttendCalls(const cache::AttendCalls& calls) {
   for (const cache::AttendRun& r : calls.runs) {
-    families_->dispatches
-        .Add({{"device", cache::KernelDeviceName(r.device)},
-              {"op", "attend"},
-              {"mode", cache::ModeName(r.mode)}})
-        .Increment();
-    if (r.fallback != cache::GpuFallback::kNone) {
-      families_->kernel_fallbacks
-          .Add({{"op", "attend"}, {"reason", cache::GpuFallbackName(r.fallback)}})
-          .Increment();
-    }
+    RecordKernelCall("attend", r.mode, r.device, r.fallback);
   }
 }
 

@@ -83,6 +83,9 @@ class Metrics {
   class CacheCollector;
 
   Metrics() = default;
+  // One kernel call of `op` on a layer stored in `mode`: where it ran, and why not on the GPU.
+  void RecordKernelCall(const char* op, cache::Mode mode, cache::KernelDevice device,
+                        cache::GpuFallback fallback);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<Families> families_;
