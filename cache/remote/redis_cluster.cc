@@ -1,0 +1,549 @@
+#include "cache/remote/redis_cluster.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "cache/remote/internal/cluster_counters.h"
+#include "cache/remote/internal/cluster_node.h"
+#include "cache/remote/internal/hash_slot.h"
+#include "cache/remote/internal/redis_connection.h"
+
+namespace slimkv::remote {
+namespace {
+
+using internal::ClusterCounters;
+using internal::ClusterNode;
+using internal::FailureKind;
+using internal::ReplyPtr;
+
+bool ParseHostPort(absl::string_view address, std::string* host, int* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) return false;
+  int p = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &p) || p <= 0 || p > 65535) return false;
+  *host = std::string(address.substr(0, colon));
+  *port = p;
+  return true;
+}
+
+// "MOVED 3999 127.0.0.1:6381" / "ASK 3999 127.0.0.1:6381".
+struct Redirect {
+  bool ask = false;
+  int slot = -1;
+  std::string address;
+};
+
+bool ParseRedirect(absl::string_view error, Redirect* redirect) {
+  std::vector<absl::string_view> parts = absl::StrSplit(error, ' ', absl::SkipEmpty());
+  if (parts.size() != 3 || (parts[0] != "MOVED" && parts[0] != "ASK")) return false;
+  redirect->ask = parts[0] == "ASK";
+  if (!absl::SimpleAtoi(parts[1], &redirect->slot) || redirect->slot < 0 ||
+      redirect->slot >= internal::kClusterSlots) {
+    return false;
+  }
+  redirect->address = std::string(parts[2]);
+  return true;
+}
+
+// The status an error reply (other than a redirect) maps to.
+absl::Status ErrorReplyStatus(absl::string_view error) {
+  const std::string message = absl::StrCat("redis: ", error);
+  for (absl::string_view retry : {"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN", "BUSY"}) {
+    if (absl::StartsWith(error, retry)) return absl::UnavailableError(message);
+  }
+  if (absl::StartsWith(error, "OOM")) return absl::ResourceExhaustedError(message);
+  for (absl::string_view denied : {"NOAUTH", "WRONGPASS", "NOPERM"}) {
+    if (absl::StartsWith(error, denied)) return absl::PermissionDeniedError(message);
+  }
+  return absl::InternalError(message);
+}
+
+}  // namespace
+
+class RedisCluster::Impl {
+ public:
+  explicit Impl(RedisClusterOptions options) : options_(std::move(options)) {
+    settings_.user = options_.user;
+    settings_.password = options_.password;
+    settings_.connect_timeout = options_.connect_timeout;
+    settings_.max_idle_connections = options_.max_idle_connections_per_node;
+    settings_.backoff_initial = options_.backoff_initial;
+    settings_.backoff_max = options_.backoff_max;
+    absl::MutexLock lock(&map_mu_);
+    for (const std::string& seed : options_.seeds) seeds_.push_back(NodeLocked(seed));
+  }
+
+  // One single-key command: argv[1] is the key.
+  struct Command {
+    std::vector<absl::string_view> argv;
+    int slot;
+  };
+
+  std::vector<absl::StatusOr<ReplyPtr>> Run(const std::vector<Command>& commands);
+  RedisClusterStats Stats() const;
+  ClusterCounters& counters() { return counters_; }
+
+ private:
+  struct Item {
+    size_t index;
+    bool asking;
+  };
+  struct Group {
+    std::shared_ptr<ClusterNode> node;
+    std::vector<Item> items;
+    std::unique_ptr<internal::RedisConnection> connection;
+    bool failed = false;
+  };
+
+  std::shared_ptr<ClusterNode> NodeLocked(absl::string_view address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(map_mu_);
+  std::shared_ptr<ClusterNode> Node(absl::string_view address) ABSL_LOCKS_EXCLUDED(map_mu_);
+  // Loads the slot map when there is none, when `force`, or when the periodic interval passed;
+  // at most one thread at a time, at most once per min_refresh_gap.
+  void MaybeRefresh(absl::Time deadline, bool force) ABSL_LOCKS_EXCLUDED(map_mu_);
+  absl::Status LoadSlotMap(ClusterNode& node, absl::Time deadline) ABSL_LOCKS_EXCLUDED(map_mu_);
+  // Counts a failed connection operation and, when the node is to blame, marks it down.
+  void CountFailure(FailureKind kind, ClusterNode& node, bool blame);
+
+  // Constant after construction.
+  const RedisClusterOptions options_;
+  internal::NodeSettings settings_;
+
+  ClusterCounters counters_;
+
+  mutable absl::Mutex map_mu_;
+  // Every node ever named (seeds, slot maps, redirects), by "host:port". Never shrinks: a
+  // cluster has a handful of nodes.
+  absl::flat_hash_map<std::string, std::shared_ptr<ClusterNode>> nodes_ ABSL_GUARDED_BY(map_mu_);
+  std::vector<std::shared_ptr<ClusterNode>> seeds_ ABSL_GUARDED_BY(map_mu_);
+  // Owner (master) of each slot; empty until the first successful load, nullptr for a slot no
+  // node serves.
+  std::vector<std::shared_ptr<ClusterNode>> slots_ ABSL_GUARDED_BY(map_mu_);
+  absl::Time last_load_ ABSL_GUARDED_BY(map_mu_) = absl::InfinitePast();
+  // Why the last refresh failed (OK when it succeeded): what a call gets while there is no map.
+  absl::Status last_refresh_error_ ABSL_GUARDED_BY(map_mu_) =
+      absl::UnavailableError("redis: no slot map yet (no node reachable)");
+  absl::Time last_attempt_ ABSL_GUARDED_BY(map_mu_) = absl::InfinitePast();
+  size_t next_candidate_ ABSL_GUARDED_BY(map_mu_) = 0;
+
+  std::atomic<bool> refreshing_{false};
+};
+
+std::shared_ptr<ClusterNode> RedisCluster::Impl::NodeLocked(absl::string_view address) {
+  auto it = nodes_.find(address);
+  if (it != nodes_.end()) return it->second;
+  std::string host;
+  int port = 0;
+  if (!ParseHostPort(address, &host, &port)) return nullptr;
+  auto node = std::make_shared<ClusterNode>(host, port, &settings_, &counters_);
+  nodes_.emplace(std::string(address), node);
+  return node;
+}
+
+std::shared_ptr<ClusterNode> RedisCluster::Impl::Node(absl::string_view address) {
+  absl::MutexLock lock(&map_mu_);
+  return NodeLocked(address);
+}
+
+void RedisCluster::Impl::CountFailure(FailureKind kind, ClusterNode& node, bool blame) {
+  switch (kind) {
+    case FailureKind::kTimeout: ClusterCounters::Add(counters_.timeouts); break;
+    case FailureKind::kProtocol: ClusterCounters::Add(counters_.protocol_errors); break;
+    case FailureKind::kAuth: ClusterCounters::Add(counters_.auth_failures); break;
+    default: ClusterCounters::Add(counters_.io_errors); break;
+  }
+  if (blame) node.MarkFailed();
+}
+
+absl::Status RedisCluster::Impl::LoadSlotMap(ClusterNode& node, absl::Time deadline) {
+  bool fast_failed = false;
+  absl::StatusOr<std::unique_ptr<internal::RedisConnection>> connection = node.Acquire(deadline, &fast_failed);
+  if (!connection.ok()) return connection.status();
+  const absl::string_view argv[] = {"CLUSTER", "SLOTS"};
+  (*connection)->Append(argv);
+  absl::StatusOr<ReplyPtr> reply = absl::UnavailableError("unsent");
+  if (absl::Status sent = (*connection)->Flush(deadline); !sent.ok()) {
+    reply = sent;
+  } else {
+    reply = (*connection)->Read(deadline);
+  }
+  if (!reply.ok()) {
+    CountFailure((*connection)->last_failure(), node, /*blame=*/true);
+    return reply.status();
+  }
+  node.Release(std::move(*connection));
+  const redisReply* r = reply->get();
+  if (r->type == REDIS_REPLY_ERROR) return ErrorReplyStatus(absl::string_view(r->str, r->len));
+  if (r->type != REDIS_REPLY_ARRAY) {
+    ClusterCounters::Add(counters_.protocol_errors);
+    return absl::InternalError("redis: CLUSTER SLOTS: not an array");
+  }
+  // Parse first, then swap under the lock.
+  struct Range {
+    long long first, last;
+    std::string address;
+  };
+  std::vector<Range> ranges;
+  for (size_t i = 0; i < r->elements; ++i) {
+    const redisReply* e = r->element[i];
+    if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER ||
+        e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY ||
+        e->element[2]->elements < 2 || e->element[2]->element[0]->type != REDIS_REPLY_STRING ||
+        e->element[2]->element[1]->type != REDIS_REPLY_INTEGER) {
+      ClusterCounters::Add(counters_.protocol_errors);
+      return absl::InternalError("redis: CLUSTER SLOTS: unexpected entry");
+    }
+    const redisReply* master = e->element[2];
+    std::string host(master->element[0]->str, master->element[0]->len);
+    // An empty or "?" host means "the address you reached me on".
+    if (host.empty() || host == "?") host = node.host();
+    const long long first = e->element[0]->integer, last = e->element[1]->integer;
+    if (first < 0 || last >= internal::kClusterSlots || first > last) {
+      ClusterCounters::Add(counters_.protocol_errors);
+      return absl::InternalError("redis: CLUSTER SLOTS: slot range out of bounds");
+    }
+    ranges.push_back({first, last, absl::StrCat(host, ":", master->element[1]->integer)});
+  }
+  absl::MutexLock lock(&map_mu_);
+  std::vector<std::shared_ptr<ClusterNode>> slots(internal::kClusterSlots);
+  for (const Range& range : ranges) {
+    std::shared_ptr<ClusterNode> owner = NodeLocked(range.address);
+    for (long long s = range.first; s <= range.last; ++s) slots[s] = owner;
+  }
+  slots_.swap(slots);
+  last_load_ = absl::Now();
+  ClusterCounters::Add(counters_.slot_map_refreshes);
+  return absl::OkStatus();
+}
+
+void RedisCluster::Impl::MaybeRefresh(absl::Time deadline, bool force) {
+  std::vector<std::shared_ptr<ClusterNode>> candidates;
+  {
+    absl::MutexLock lock(&map_mu_);
+    const absl::Time now = absl::Now();
+    const bool due = slots_.empty() || force || now - last_load_ >= options_.slot_map_refresh_interval;
+    if (!due || now - last_attempt_ < options_.min_refresh_gap) return;
+    if (refreshing_.exchange(true)) return;
+    last_attempt_ = now;
+    // Seeds first (they are what the operator named), then the rest, starting from a rotating
+    // point so refreshes spread over the nodes.
+    std::vector<std::shared_ptr<ClusterNode>> others;
+    for (const auto& [address, node] : nodes_) others.push_back(node);
+    const size_t start = others.empty() ? 0 : next_candidate_++ % others.size();
+    candidates = seeds_;
+    for (size_t i = 0; i < others.size(); ++i) candidates.push_back(others[(start + i) % others.size()]);
+  }
+  bool loaded = false;
+  bool tried_any = false;
+  absl::Status error = absl::UnavailableError("redis: no slot map (every node is down or timed out)");
+  const absl::Time now = absl::Now();
+  absl::flat_hash_map<const ClusterNode*, bool> tried;
+  for (const std::shared_ptr<ClusterNode>& node : candidates) {
+    if (absl::Now() >= deadline) break;
+    if (!tried.emplace(node.get(), true).second || node->IsDown(now)) continue;
+    tried_any = true;
+    absl::Status status = LoadSlotMap(*node, deadline);
+    if (status.ok()) {
+      loaded = true;
+      break;
+    }
+    error = status;
+  }
+  if (!loaded) ClusterCounters::Add(counters_.slot_map_refresh_failures);
+  {
+    absl::MutexLock lock(&map_mu_);
+    // Every node skipped as down: the reason they went down (say, AUTH refused) stays the answer.
+    if (loaded) {
+      last_refresh_error_ = absl::OkStatus();
+    } else if (tried_any || last_refresh_error_.ok()) {
+      last_refresh_error_ = error;
+    }
+  }
+  refreshing_.store(false);
+}
+
+std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<Command>& commands) {
+  const absl::Time deadline = absl::Now() + options_.command_timeout;
+  std::vector<absl::StatusOr<ReplyPtr>> results(commands.size());
+  MaybeRefresh(deadline, /*force=*/false);
+
+  std::vector<size_t> pending(commands.size());
+  for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+  std::vector<std::shared_ptr<ClusterNode>> ask(commands.size());
+  // Only the first timeout of a call is the fault of the node it waited on; the groups read
+  // after it find the deadline gone without having waited.
+  bool timeout_blamed = false;
+
+  for (int round = 0; !pending.empty(); ++round) {
+    if (round > options_.max_redirects) {
+      for (size_t i : pending) {
+        results[i] = absl::UnavailableError(absl::StrCat("redis: more than ", options_.max_redirects, " redirects"));
+      }
+      break;
+    }
+    // Group by node, in first-seen order.
+    std::vector<Group> groups;
+    absl::flat_hash_map<const ClusterNode*, size_t> group_of;
+    {
+      absl::MutexLock lock(&map_mu_);
+      for (size_t i : pending) {
+        std::shared_ptr<ClusterNode> node = ask[i] != nullptr ? ask[i] : (slots_.empty() ? nullptr : slots_[commands[i].slot]);
+        if (node == nullptr) {
+          if (slots_.empty()) {
+            results[i] = last_refresh_error_.ok() ? absl::UnavailableError("redis: no slot map yet") : last_refresh_error_;
+          } else {
+            results[i] = absl::UnavailableError(absl::StrCat("redis: slot ", commands[i].slot, " has no owner"));
+          }
+          continue;
+        }
+        auto [it, added] = group_of.emplace(node.get(), groups.size());
+        if (added) groups.push_back(Group{node, {}, nullptr, false});
+        groups[it->second].items.push_back(Item{i, ask[i] != nullptr});
+        ask[i] = nullptr;
+      }
+    }
+    pending.clear();
+    bool refresh = false;
+
+    // Phase 1: every node's pipeline written before any reply is read.
+    for (Group& group : groups) {
+      bool fast_failed = false;
+      absl::StatusOr<std::unique_ptr<internal::RedisConnection>> connection = group.node->Acquire(deadline, &fast_failed);
+      if (!connection.ok()) {
+        if (fast_failed) ClusterCounters::Add(counters_.fast_failures, group.items.size());
+        for (const Item& item : group.items) results[item.index] = connection.status();
+        group.failed = true;
+        refresh = true;
+        continue;
+      }
+      group.connection = std::move(*connection);
+      for (const Item& item : group.items) {
+        if (item.asking) {
+          const absl::string_view asking[] = {"ASKING"};
+          group.connection->Append(asking);
+        }
+        ClusterCounters::Add(counters_.bytes_out, group.connection->Append(commands[item.index].argv));
+        ClusterCounters::Add(counters_.commands);
+      }
+      if (absl::Status sent = group.connection->Flush(deadline); !sent.ok()) {
+        const bool blame = group.connection->last_failure() != FailureKind::kTimeout || !timeout_blamed;
+        if (group.connection->last_failure() == FailureKind::kTimeout) timeout_blamed = true;
+        CountFailure(group.connection->last_failure(), *group.node, blame);
+        for (const Item& item : group.items) results[item.index] = sent;
+        group.failed = true;
+        group.connection.reset();
+        refresh = true;
+      }
+    }
+
+    // Phase 2: replies, node by node, in the order sent.
+    for (Group& group : groups) {
+      if (group.failed) continue;
+      for (size_t k = 0; k < group.items.size(); ++k) {
+        const Item& item = group.items[k];
+        absl::StatusOr<ReplyPtr> reply = absl::UnavailableError("unread");
+        if (item.asking) {
+          reply = group.connection->Read(deadline);  // +OK to ASKING
+          if (reply.ok()) reply = group.connection->Read(deadline);
+        } else {
+          reply = group.connection->Read(deadline);
+        }
+        if (!reply.ok()) {
+          const FailureKind kind = group.connection->last_failure();
+          const bool blame = kind != FailureKind::kTimeout || !timeout_blamed;
+          if (kind == FailureKind::kTimeout) timeout_blamed = true;
+          CountFailure(kind, *group.node, blame);
+          for (size_t rest = k; rest < group.items.size(); ++rest) results[group.items[rest].index] = reply.status();
+          refresh = true;
+          break;
+        }
+        const redisReply* r = reply->get();
+        if (r->type == REDIS_REPLY_ERROR) {
+          const absl::string_view error(r->str, r->len);
+          Redirect redirect;
+          if (ParseRedirect(error, &redirect)) {
+            std::shared_ptr<ClusterNode> target = Node(redirect.address);
+            if (target == nullptr) {
+              ClusterCounters::Add(counters_.protocol_errors);
+              results[item.index] = absl::InternalError(absl::StrCat("redis: bad redirect: ", error));
+              continue;
+            }
+            if (redirect.ask) {
+              ClusterCounters::Add(counters_.ask_redirects);
+              ask[item.index] = std::move(target);
+            } else {
+              ClusterCounters::Add(counters_.moved_redirects);
+              absl::MutexLock lock(&map_mu_);
+              if (!slots_.empty()) slots_[redirect.slot] = std::move(target);
+              refresh = true;
+            }
+            pending.push_back(item.index);
+            continue;
+          }
+          ClusterCounters::Add(counters_.server_errors);
+          if (absl::StartsWith(error, "CLUSTERDOWN")) refresh = true;
+          results[item.index] = ErrorReplyStatus(error);
+          continue;
+        }
+        results[item.index] = std::move(reply);
+      }
+      group.node->Release(std::move(group.connection));
+    }
+    if (refresh) MaybeRefresh(deadline, /*force=*/true);
+  }
+  return results;
+}
+
+RedisClusterStats RedisCluster::Impl::Stats() const {
+  auto get = [](const ClusterCounters::Counter& c) { return c.load(std::memory_order_relaxed); };
+  RedisClusterStats s;
+  s.commands = get(counters_.commands);
+  s.moved_redirects = get(counters_.moved_redirects);
+  s.ask_redirects = get(counters_.ask_redirects);
+  s.slot_map_refreshes = get(counters_.slot_map_refreshes);
+  s.slot_map_refresh_failures = get(counters_.slot_map_refresh_failures);
+  s.connects = get(counters_.connects);
+  s.reconnects = get(counters_.reconnects);
+  s.connect_failures = get(counters_.connect_failures);
+  s.fast_failures = get(counters_.fast_failures);
+  s.timeouts = get(counters_.timeouts);
+  s.io_errors = get(counters_.io_errors);
+  s.protocol_errors = get(counters_.protocol_errors);
+  s.server_errors = get(counters_.server_errors);
+  s.auth_failures = get(counters_.auth_failures);
+  s.bytes_out = get(counters_.bytes_out);
+  s.bytes_in = get(counters_.bytes_in);
+  return s;
+}
+
+// ---- RedisCluster ----------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::Create(RedisClusterOptions options) {
+  if (options.seeds.empty()) return absl::InvalidArgumentError("redis cluster: no seed nodes");
+  for (const std::string& seed : options.seeds) {
+    std::string host;
+    int port = 0;
+    if (!ParseHostPort(seed, &host, &port)) {
+      return absl::InvalidArgumentError(absl::StrCat("redis cluster: seed \"", seed, "\" is not host:port"));
+    }
+  }
+  if (options.connect_timeout <= absl::ZeroDuration() || options.command_timeout <= absl::ZeroDuration() ||
+      options.backoff_initial <= absl::ZeroDuration() || options.backoff_max < options.backoff_initial) {
+    return absl::InvalidArgumentError("redis cluster: timeouts and backoffs must be positive (max >= initial)");
+  }
+  if (options.max_redirects < 1 || options.max_idle_connections_per_node < 0) {
+    return absl::InvalidArgumentError("redis cluster: max_redirects >= 1, max_idle_connections_per_node >= 0");
+  }
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+  return std::unique_ptr<RedisCluster>(new RedisCluster(std::make_unique<Impl>(std::move(options))));
+}
+
+RedisCluster::RedisCluster(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RedisCluster::~RedisCluster() = default;
+
+RedisClusterStats RedisCluster::stats() const { return impl_->Stats(); }
+
+namespace {
+
+absl::Status UnexpectedReply(absl::string_view command, const redisReply& r, ClusterCounters& counters) {
+  ClusterCounters::Add(counters.protocol_errors);
+  return absl::InternalError(absl::StrCat("redis: ", command, ": unexpected reply type ", r.type));
+}
+
+}  // namespace
+
+std::vector<absl::StatusOr<std::optional<RedisCluster::Value>>> RedisCluster::MultiGet(
+    absl::Span<const absl::string_view> keys) {
+  std::vector<Impl::Command> commands;
+  commands.reserve(keys.size());
+  for (absl::string_view key : keys) commands.push_back({{"GET", key}, internal::KeySlot(key)});
+  std::vector<absl::StatusOr<ReplyPtr>> replies = impl_->Run(commands);
+  std::vector<absl::StatusOr<std::optional<Value>>> out;
+  out.reserve(keys.size());
+  for (absl::StatusOr<ReplyPtr>& reply : replies) {
+    if (!reply.ok()) {
+      out.push_back(reply.status());
+      continue;
+    }
+    redisReply* r = reply->get();
+    if (r->type == REDIS_REPLY_NIL) {
+      out.push_back(std::optional<Value>());
+    } else if (r->type == REDIS_REPLY_STRING) {
+      Value value;
+      value.bytes_ = absl::string_view(r->str, r->len);
+      value.owner_ = std::shared_ptr<void>(reply->release(), [](void* p) { freeReplyObject(p); });
+      ClusterCounters::Add(impl_->counters().bytes_in, value.size());
+      out.push_back(std::optional<Value>(std::move(value)));
+    } else {
+      out.push_back(UnexpectedReply("GET", *r, impl_->counters()));
+    }
+  }
+  return out;
+}
+
+std::vector<absl::StatusOr<bool>> RedisCluster::MultiExists(absl::Span<const absl::string_view> keys) {
+  std::vector<Impl::Command> commands;
+  commands.reserve(keys.size());
+  for (absl::string_view key : keys) commands.push_back({{"EXISTS", key}, internal::KeySlot(key)});
+  std::vector<absl::StatusOr<ReplyPtr>> replies = impl_->Run(commands);
+  std::vector<absl::StatusOr<bool>> out;
+  out.reserve(keys.size());
+  for (absl::StatusOr<ReplyPtr>& reply : replies) {
+    if (!reply.ok()) {
+      out.push_back(reply.status());
+    } else if ((*reply)->type == REDIS_REPLY_INTEGER) {
+      out.push_back((*reply)->integer > 0);
+    } else {
+      out.push_back(UnexpectedReply("EXISTS", **reply, impl_->counters()));
+    }
+  }
+  return out;
+}
+
+std::vector<absl::Status> RedisCluster::MultiSet(absl::Span<const KeyValue> items) {
+  std::vector<Impl::Command> commands;
+  commands.reserve(items.size());
+  for (const KeyValue& kv : items) commands.push_back({{"SET", kv.key, kv.value}, internal::KeySlot(kv.key)});
+  std::vector<absl::StatusOr<ReplyPtr>> replies = impl_->Run(commands);
+  std::vector<absl::Status> out;
+  out.reserve(items.size());
+  for (absl::StatusOr<ReplyPtr>& reply : replies) {
+    if (!reply.ok()) {
+      out.push_back(reply.status());
+    } else if ((*reply)->type == REDIS_REPLY_STATUS) {
+      out.push_back(absl::OkStatus());
+    } else {
+      out.push_back(UnexpectedReply("SET", **reply, impl_->counters()));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::optional<RedisCluster::Value>> RedisCluster::Get(absl::string_view key) {
+  return std::move(MultiGet({key})[0]);
+}
+
+absl::Status RedisCluster::Set(absl::string_view key, absl::string_view value) {
+  const KeyValue item{key, value};
+  return MultiSet({item})[0];
+}
+
+absl::StatusOr<bool> RedisCluster::Exists(absl::string_view key) { return MultiExists({key})[0]; }
+
+absl::StatusOr<bool> RedisCluster::Del(absl::string_view key) {
+  std::vector<absl::StatusOr<ReplyPtr>> replies = impl_->Run({{{"DEL", key}, internal::KeySlot(key)}});
+  if (!replies[0].ok()) return replies[0].status();
+  if ((*replies[0])->type != REDIS_REPLY_INTEGER) return UnexpectedReply("DEL", **replies[0], impl_->counters());
+  return (*replies[0])->integer > 0;
+}
+
+}  // namespace slimkv::remote
