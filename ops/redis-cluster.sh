@@ -108,6 +108,7 @@ CONF
     p=$(port_of $i)
     until cli "$p" ping 2>/dev/null | grep -q PONG; do
       ((SECONDS < deadline)) || die "node $p does not answer PING ($dir/$p/redis.log)"
+      ! grep -q aborting "$dir/$p/redis.log" 2>/dev/null || die "node $p: $(grep -m1 '#' "$dir/$p/redis.log")"
       sleep 0.1
     done
   done

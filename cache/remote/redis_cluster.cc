@@ -1,8 +1,11 @@
 #include "cache/remote/redis_cluster.h"
 
+#include <poll.h>
 #include <signal.h>
 
-#include <atomic>
+#include <cerrno>
+#include <cstring>
+
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -101,8 +104,16 @@ class RedisCluster::Impl {
     std::shared_ptr<ClusterNode> node;
     std::vector<Item> items;
     std::unique_ptr<internal::RedisConnection> connection;
-    bool failed = false;
+    size_t next_append = 0;  // items queued on the connection
+    size_t next_reply = 0;   // items answered
+    bool asking_acknowledged = false;  // the +OK of items[next_reply]'s ASKING was read
+    bool done = false;
   };
+  static constexpr size_t kMaxQueuedBytes = 16 << 20;
+
+  // Files one command's reply: a result, or (MOVED / ASK) a retry in the next round.
+  void HandleReply(size_t index, ReplyPtr reply, std::vector<absl::StatusOr<ReplyPtr>>& results,
+                   std::vector<size_t>& pending, std::vector<std::shared_ptr<ClusterNode>>& ask, bool& refresh);
 
   std::shared_ptr<ClusterNode> NodeLocked(absl::string_view address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(map_mu_);
   std::shared_ptr<ClusterNode> Node(absl::string_view address) ABSL_LOCKS_EXCLUDED(map_mu_);
@@ -134,7 +145,9 @@ class RedisCluster::Impl {
   absl::Time last_attempt_ ABSL_GUARDED_BY(map_mu_) = absl::InfinitePast();
   size_t next_candidate_ ABSL_GUARDED_BY(map_mu_) = 0;
 
-  std::atomic<bool> refreshing_{false};
+  // A slot-map load is in flight (by one thread; the others go on with the map they have, or,
+  // with none, wait for it until their deadline).
+  bool refreshing_ ABSL_GUARDED_BY(map_mu_) = false;
 };
 
 std::shared_ptr<ClusterNode> RedisCluster::Impl::NodeLocked(absl::string_view address) {
@@ -230,8 +243,17 @@ void RedisCluster::Impl::MaybeRefresh(absl::Time deadline, bool force) {
     absl::MutexLock lock(&map_mu_);
     const absl::Time now = absl::Now();
     const bool due = slots_.empty() || force || now - last_load_ >= options_.slot_map_refresh_interval;
-    if (!due || now - last_attempt_ < options_.min_refresh_gap) return;
-    if (refreshing_.exchange(true)) return;
+    if (!due) return;
+    if (refreshing_) {
+      if (slots_.empty()) {
+        map_mu_.AwaitWithDeadline(absl::Condition(
+                                      +[](bool* refreshing) { return !*refreshing; }, &refreshing_),
+                                  deadline);
+      }
+      return;
+    }
+    if (now - last_attempt_ < options_.min_refresh_gap) return;
+    refreshing_ = true;
     last_attempt_ = now;
     // Seeds first (they are what the operator named), then the rest, starting from a rotating
     // point so refreshes spread over the nodes.
@@ -260,6 +282,7 @@ void RedisCluster::Impl::MaybeRefresh(absl::Time deadline, bool force) {
   if (!loaded) ClusterCounters::Add(counters_.slot_map_refresh_failures);
   {
     absl::MutexLock lock(&map_mu_);
+    refreshing_ = false;
     // Every node skipped as down: the reason they went down (say, AUTH refused) stays the answer.
     if (loaded) {
       last_refresh_error_ = absl::OkStatus();
@@ -267,7 +290,40 @@ void RedisCluster::Impl::MaybeRefresh(absl::Time deadline, bool force) {
       last_refresh_error_ = error;
     }
   }
-  refreshing_.store(false);
+}
+
+void RedisCluster::Impl::HandleReply(size_t index, ReplyPtr reply, std::vector<absl::StatusOr<ReplyPtr>>& results,
+                                     std::vector<size_t>& pending, std::vector<std::shared_ptr<ClusterNode>>& ask,
+                                     bool& refresh) {
+  const redisReply* r = reply.get();
+  if (r->type != REDIS_REPLY_ERROR) {
+    results[index] = std::move(reply);
+    return;
+  }
+  const absl::string_view error(r->str, r->len);
+  Redirect redirect;
+  if (!ParseRedirect(error, &redirect)) {
+    ClusterCounters::Add(counters_.server_errors);
+    if (absl::StartsWith(error, "CLUSTERDOWN")) refresh = true;
+    results[index] = ErrorReplyStatus(error);
+    return;
+  }
+  std::shared_ptr<ClusterNode> target = Node(redirect.address);
+  if (target == nullptr) {
+    ClusterCounters::Add(counters_.protocol_errors);
+    results[index] = absl::InternalError(absl::StrCat("redis: bad redirect: ", error));
+    return;
+  }
+  if (redirect.ask) {
+    ClusterCounters::Add(counters_.ask_redirects);
+    ask[index] = std::move(target);
+  } else {
+    ClusterCounters::Add(counters_.moved_redirects);
+    absl::MutexLock lock(&map_mu_);
+    if (!slots_.empty()) slots_[redirect.slot] = std::move(target);
+    refresh = true;
+  }
+  pending.push_back(index);
 }
 
 std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<Command>& commands) {
@@ -278,9 +334,6 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
   std::vector<size_t> pending(commands.size());
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   std::vector<std::shared_ptr<ClusterNode>> ask(commands.size());
-  // Only the first timeout of a call is the fault of the node it waited on; the groups read
-  // after it find the deadline gone without having waited.
-  bool timeout_blamed = false;
 
   for (int round = 0; !pending.empty(); ++round) {
     if (round > options_.max_redirects) {
@@ -305,7 +358,10 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
           continue;
         }
         auto [it, added] = group_of.emplace(node.get(), groups.size());
-        if (added) groups.push_back(Group{node, {}, nullptr, false});
+        if (added) {
+          groups.emplace_back();
+          groups.back().node = node;
+        }
         groups[it->second].items.push_back(Item{i, ask[i] != nullptr});
         ask[i] = nullptr;
       }
@@ -313,89 +369,96 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
     pending.clear();
     bool refresh = false;
 
-    // Phase 1: every node's pipeline written before any reply is read.
+    // Every node's pipeline is written and read at once, under one poll: a slow or hung node
+    // costs its own keys only. Commands are queued as the socket drains (at most
+    // kMaxQueuedBytes ahead), so a batch of large values never sits whole in a buffer.
     for (Group& group : groups) {
       bool fast_failed = false;
       absl::StatusOr<std::unique_ptr<internal::RedisConnection>> connection = group.node->Acquire(deadline, &fast_failed);
       if (!connection.ok()) {
         if (fast_failed) ClusterCounters::Add(counters_.fast_failures, group.items.size());
         for (const Item& item : group.items) results[item.index] = connection.status();
-        group.failed = true;
+        group.done = true;
         refresh = true;
         continue;
       }
       group.connection = std::move(*connection);
-      for (const Item& item : group.items) {
-        if (item.asking) {
-          const absl::string_view asking[] = {"ASKING"};
-          group.connection->Append(asking);
-        }
-        ClusterCounters::Add(counters_.bytes_out, group.connection->Append(commands[item.index].argv));
-        ClusterCounters::Add(counters_.commands);
-      }
-      if (absl::Status sent = group.connection->Flush(deadline); !sent.ok()) {
-        const bool blame = group.connection->last_failure() != FailureKind::kTimeout || !timeout_blamed;
-        if (group.connection->last_failure() == FailureKind::kTimeout) timeout_blamed = true;
-        CountFailure(group.connection->last_failure(), *group.node, blame);
-        for (const Item& item : group.items) results[item.index] = sent;
-        group.failed = true;
-        group.connection.reset();
-        refresh = true;
-      }
     }
-
-    // Phase 2: replies, node by node, in the order sent.
-    for (Group& group : groups) {
-      if (group.failed) continue;
-      for (size_t k = 0; k < group.items.size(); ++k) {
-        const Item& item = group.items[k];
-        absl::StatusOr<ReplyPtr> reply = absl::UnavailableError("unread");
-        if (item.asking) {
-          reply = group.connection->Read(deadline);  // +OK to ASKING
-          if (reply.ok()) reply = group.connection->Read(deadline);
-        } else {
-          reply = group.connection->Read(deadline);
+    auto fail_group = [&](Group& group, const absl::Status& status) {
+      CountFailure(group.connection->last_failure(), *group.node, /*blame=*/true);
+      for (size_t k = group.next_reply; k < group.items.size(); ++k) results[group.items[k].index] = status;
+      group.connection.reset();
+      group.done = true;
+      refresh = true;
+    };
+    std::vector<pollfd> polled;
+    std::vector<Group*> polled_groups;
+    for (;;) {
+      polled.clear();
+      polled_groups.clear();
+      for (Group& group : groups) {
+        if (group.done) continue;
+        internal::RedisConnection& c = *group.connection;
+        while (group.next_append < group.items.size() && c.pending_out_bytes() < kMaxQueuedBytes) {
+          const Item& item = group.items[group.next_append++];
+          if (item.asking) {
+            const absl::string_view asking[] = {"ASKING"};
+            c.Append(asking);
+          }
+          ClusterCounters::Add(counters_.bytes_out, c.Append(commands[item.index].argv));
+          ClusterCounters::Add(counters_.commands);
         }
-        if (!reply.ok()) {
-          const FailureKind kind = group.connection->last_failure();
-          const bool blame = kind != FailureKind::kTimeout || !timeout_blamed;
-          if (kind == FailureKind::kTimeout) timeout_blamed = true;
-          CountFailure(kind, *group.node, blame);
-          for (size_t rest = k; rest < group.items.size(); ++rest) results[group.items[rest].index] = reply.status();
-          refresh = true;
-          break;
-        }
-        const redisReply* r = reply->get();
-        if (r->type == REDIS_REPLY_ERROR) {
-          const absl::string_view error(r->str, r->len);
-          Redirect redirect;
-          if (ParseRedirect(error, &redirect)) {
-            std::shared_ptr<ClusterNode> target = Node(redirect.address);
-            if (target == nullptr) {
-              ClusterCounters::Add(counters_.protocol_errors);
-              results[item.index] = absl::InternalError(absl::StrCat("redis: bad redirect: ", error));
-              continue;
-            }
-            if (redirect.ask) {
-              ClusterCounters::Add(counters_.ask_redirects);
-              ask[item.index] = std::move(target);
-            } else {
-              ClusterCounters::Add(counters_.moved_redirects);
-              absl::MutexLock lock(&map_mu_);
-              if (!slots_.empty()) slots_[redirect.slot] = std::move(target);
-              refresh = true;
-            }
-            pending.push_back(item.index);
+        if (c.WantsWrite()) {
+          if (absl::Status s = c.WriteSome(); !s.ok()) {
+            fail_group(group, s);
             continue;
           }
-          ClusterCounters::Add(counters_.server_errors);
-          if (absl::StartsWith(error, "CLUSTERDOWN")) refresh = true;
-          results[item.index] = ErrorReplyStatus(error);
+        }
+        bool failed = false;
+        while (group.next_reply < group.next_append) {
+          absl::StatusOr<ReplyPtr> reply = c.TryGetReply();
+          if (!reply.ok()) {
+            fail_group(group, reply.status());
+            failed = true;
+            break;
+          }
+          if (*reply == nullptr) break;
+          const Item& item = group.items[group.next_reply];
+          if (item.asking && !group.asking_acknowledged) {
+            group.asking_acknowledged = true;  // +OK to ASKING
+            continue;
+          }
+          group.asking_acknowledged = false;
+          ++group.next_reply;
+          HandleReply(item.index, std::move(*reply), results, pending, ask, refresh);
+        }
+        if (failed) continue;
+        if (group.next_reply == group.items.size()) {
+          group.node->Release(std::move(group.connection));
+          group.done = true;
           continue;
         }
-        results[item.index] = std::move(reply);
+        polled.push_back(pollfd{c.fd(), static_cast<short>(POLLIN | (c.WantsWrite() ? POLLOUT : 0)), 0});
+        polled_groups.push_back(&group);
       }
-      group.node->Release(std::move(group.connection));
+      if (polled.empty()) break;
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        for (Group* group : polled_groups) fail_group(*group, group->connection->FailTimeout());
+        break;
+      }
+      const timespec ts = absl::ToTimespec(left);
+      const int ready = ppoll(polled.data(), polled.size(), &ts, nullptr);
+      if (ready < 0 && errno != EINTR) {
+        for (Group* group : polled_groups) {
+          fail_group(*group, absl::UnavailableError(absl::StrCat("redis: poll: ", std::strerror(errno))));
+        }
+        break;
+      }
+      for (size_t k = 0; k < polled.size() && ready > 0; ++k) {
+        if ((polled[k].revents & (POLLIN | POLLERR | POLLHUP)) == 0) continue;
+        if (absl::Status s = polled_groups[k]->connection->ReadSome(); !s.ok()) fail_group(*polled_groups[k], s);
+      }
     }
     if (refresh) MaybeRefresh(deadline, /*force=*/true);
   }

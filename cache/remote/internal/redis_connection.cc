@@ -1,8 +1,13 @@
 #include "cache/remote/internal/redis_connection.h"
 
-#include <sys/time.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,16 +15,12 @@
 namespace slimkv::remote::internal {
 namespace {
 
-timeval SocketTimeval(absl::Duration d) {
-  // SO_RCVTIMEO of zero means "wait forever": never arm less than 1 ms.
-  d = std::max(d, absl::Milliseconds(1));
-  timeval tv = absl::ToTimeval(d);
-  return tv;
-}
+constexpr size_t kInlineArgument = 4096;  // smaller arguments are copied into the framing
+constexpr size_t kReadChunk = 1 << 20;
 
-bool TimedOut(int saved_errno) {
-  return saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT ||
-         saved_errno == EINPROGRESS;
+timeval ConnectTimeval(absl::Duration d) {
+  // A zero timeval would mean "no timeout" to hiredis: never pass less than 1 ms.
+  return absl::ToTimeval(std::max(d, absl::Milliseconds(1)));
 }
 
 }  // namespace
@@ -37,15 +38,22 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::Open(
     return absl::UnavailableError(absl::StrCat("redis ", where, ": deadline passed before connect"));
   }
   errno = 0;
-  ContextPtr context(redisConnectWithTimeout(host.c_str(), port, SocketTimeval(std::min(left, connect_timeout))));
+  ContextPtr context(redisConnectWithTimeout(host.c_str(), port, ConnectTimeval(std::min(left, connect_timeout))));
   if (context == nullptr) {
     *failure = FailureKind::kIo;
     return absl::UnavailableError(absl::StrCat("redis ", where, ": cannot allocate a context"));
   }
   if (context->err != 0) {
-    *failure = TimedOut(errno) ? FailureKind::kTimeout : FailureKind::kIo;
+    *failure = (errno == ETIMEDOUT || errno == EINPROGRESS) ? FailureKind::kTimeout : FailureKind::kIo;
     return absl::UnavailableError(absl::StrCat("redis ", where, ": connect: ", context->errstr));
   }
+  // From here on the socket is non-blocking and every wait is a poll under a deadline.
+  const int flags = fcntl(context->fd, F_GETFL);
+  if (flags < 0 || fcntl(context->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    *failure = FailureKind::kIo;
+    return absl::UnavailableError(absl::StrCat("redis ", where, ": cannot make the socket non-blocking"));
+  }
+  context->flags &= ~REDIS_BLOCK;
   std::unique_ptr<RedisConnection> connection(new RedisConnection(std::move(context)));
   if (!password.empty()) {
     std::vector<absl::string_view> argv = {"AUTH"};
@@ -73,21 +81,24 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::Open(
 }
 
 size_t RedisConnection::Append(absl::Span<const absl::string_view> argv) {
-  std::vector<const char*> args;
-  std::vector<size_t> lens;
-  args.reserve(argv.size());
-  lens.reserve(argv.size());
   size_t bytes = 0;
+  auto push = [this](Chunk chunk) {
+    out_bytes_ += chunk.bytes().size();
+    out_.push_back(std::move(chunk));
+  };
+  std::string framing = absl::StrCat("*", argv.size(), "\r\n");
   for (absl::string_view a : argv) {
-    args.push_back(a.data());
-    lens.push_back(a.size());
     bytes += a.size();
+    absl::StrAppend(&framing, "$", a.size(), "\r\n");
+    if (a.size() < kInlineArgument) {
+      absl::StrAppend(&framing, a, "\r\n");
+    } else {
+      push(Chunk{std::move(framing), {}});
+      push(Chunk{{}, a});
+      framing = "\r\n";
+    }
   }
-  if (redisAppendCommandArgv(context_.get(), static_cast<int>(args.size()), args.data(), lens.data()) !=
-      REDIS_OK) {
-    // Only an allocation failure gets here; the next Flush reports the broken connection.
-    (void)Fail(FailureKind::kIo, absl::ResourceExhaustedError("redis: cannot queue a command"));
-  }
+  push(Chunk{std::move(framing), {}});
   return bytes;
 }
 
@@ -97,58 +108,106 @@ absl::Status RedisConnection::Fail(FailureKind kind, absl::Status status) {
   return status;
 }
 
-absl::Status RedisConnection::ArmSocketTimeout(absl::Time deadline) {
-  const absl::Time now = absl::Now();
-  const absl::Duration left = deadline - now;
-  if (left <= absl::ZeroDuration()) {
-    return Fail(FailureKind::kTimeout, absl::UnavailableError("redis: timed out"));
+absl::Status RedisConnection::FailTimeout() {
+  return Fail(FailureKind::kTimeout, absl::UnavailableError("redis: timed out"));
+}
+
+absl::Status RedisConnection::WriteSome() {
+  if (broken_) return absl::UnavailableError("redis: connection broken");
+  while (!out_.empty()) {
+    iovec iov[64];
+    int n = 0;
+    for (auto it = out_.begin(); it != out_.end() && n < 64; ++it, ++n) {
+      absl::string_view b = it->bytes();
+      if (n == 0) b.remove_prefix(out_offset_);
+      iov[n].iov_base = const_cast<char*>(b.data());
+      iov[n].iov_len = b.size();
+    }
+    const ssize_t written = writev(context_->fd, iov, n);
+    if (written < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return absl::OkStatus();
+      if (errno == EINTR) continue;
+      return Fail(FailureKind::kIo, absl::UnavailableError(absl::StrCat("redis: write: ", std::strerror(errno))));
+    }
+    size_t left = static_cast<size_t>(written);
+    out_bytes_ -= left;
+    while (left > 0) {
+      const size_t front = out_.front().bytes().size() - out_offset_;
+      if (left < front) {
+        out_offset_ += left;
+        left = 0;
+      } else {
+        left -= front;
+        out_.pop_front();
+        out_offset_ = 0;
+      }
+    }
+    // Zero-length chunks (empty arguments never make one, but be safe) are dropped here.
+    while (!out_.empty() && out_.front().bytes().size() == out_offset_) {
+      out_.pop_front();
+      out_offset_ = 0;
+    }
   }
-  // Same deadline: the armed timeout is >= the time left (never an early timeout) and exceeds it
-  // by at most the time gone since arming (re-armed once that reaches 1/20).
-  if (deadline == armed_deadline_ && now - armed_at_ < armed_for_ / 20) return absl::OkStatus();
-  if (redisSetTimeout(context_.get(), SocketTimeval(left)) != REDIS_OK) {
-    return Fail(FailureKind::kIo, absl::UnavailableError("redis: cannot set the socket timeout"));
-  }
-  armed_at_ = now;
-  armed_for_ = left;
-  armed_deadline_ = deadline;
   return absl::OkStatus();
+}
+
+absl::Status RedisConnection::ReadSome() {
+  if (broken_) return absl::UnavailableError("redis: connection broken");
+  thread_local std::vector<char> buffer(kReadChunk);
+  for (;;) {
+    const ssize_t got = read(context_->fd, buffer.data(), buffer.size());
+    if (got > 0) {
+      if (redisReaderFeed(context_->reader, buffer.data(), static_cast<size_t>(got)) != REDIS_OK) {
+        return Fail(FailureKind::kProtocol, absl::InternalError("redis: reader refused input"));
+      }
+      if (static_cast<size_t>(got) < buffer.size()) return absl::OkStatus();
+      continue;
+    }
+    if (got == 0) return Fail(FailureKind::kIo, absl::UnavailableError("redis: connection closed by the server"));
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return absl::OkStatus();
+    if (errno == EINTR) continue;
+    return Fail(FailureKind::kIo, absl::UnavailableError(absl::StrCat("redis: read: ", std::strerror(errno))));
+  }
+}
+
+absl::StatusOr<ReplyPtr> RedisConnection::TryGetReply() {
+  if (broken_) return absl::UnavailableError("redis: connection broken");
+  void* raw = nullptr;
+  if (redisReaderGetReply(context_->reader, &raw) != REDIS_OK) {
+    return Fail(FailureKind::kProtocol,
+                absl::InternalError(absl::StrCat("redis: protocol: ", context_->reader->errstr)));
+  }
+  return ReplyPtr(static_cast<redisReply*>(raw));
+}
+
+absl::Status RedisConnection::Wait(bool for_write, absl::Time deadline) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return FailTimeout();
+    pollfd p{fd(), static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
+    const timespec ts = absl::ToTimespec(left);
+    const int rc = ppoll(&p, 1, &ts, nullptr);
+    if (rc > 0) return absl::OkStatus();
+    if (rc < 0 && errno != EINTR) {
+      return Fail(FailureKind::kIo, absl::UnavailableError(absl::StrCat("redis: poll: ", std::strerror(errno))));
+    }
+  }
 }
 
 absl::Status RedisConnection::Flush(absl::Time deadline) {
-  if (broken_) return absl::UnavailableError("redis: connection broken");
-  int done = 0;
-  while (!done) {
-    if (absl::Status armed = ArmSocketTimeout(deadline); !armed.ok()) return armed;
-    errno = 0;
-    if (redisBufferWrite(context_.get(), &done) != REDIS_OK) {
-      const int saved = errno;
-      if (TimedOut(saved)) return Fail(FailureKind::kTimeout, absl::UnavailableError("redis: write timed out"));
-      return Fail(FailureKind::kIo, absl::UnavailableError(absl::StrCat("redis: write: ", context_->errstr)));
-    }
+  for (;;) {
+    if (absl::Status s = WriteSome(); !s.ok()) return s;
+    if (!WantsWrite()) return absl::OkStatus();
+    if (absl::Status s = Wait(/*for_write=*/true, deadline); !s.ok()) return s;
   }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<ReplyPtr> RedisConnection::Read(absl::Time deadline) {
-  if (broken_) return absl::UnavailableError("redis: connection broken");
   for (;;) {
-    void* raw = nullptr;
-    if (redisGetReplyFromReader(context_.get(), &raw) != REDIS_OK) {
-      return Fail(FailureKind::kProtocol,
-                  absl::InternalError(absl::StrCat("redis: protocol: ", context_->errstr)));
-    }
-    if (raw != nullptr) return ReplyPtr(static_cast<redisReply*>(raw));
-    if (absl::Status armed = ArmSocketTimeout(deadline); !armed.ok()) return armed;
-    errno = 0;
-    if (redisBufferRead(context_.get()) != REDIS_OK) {
-      const int saved = errno;
-      if (context_->err == REDIS_ERR_EOF) {
-        return Fail(FailureKind::kIo, absl::UnavailableError("redis: connection closed by the server"));
-      }
-      if (TimedOut(saved)) return Fail(FailureKind::kTimeout, absl::UnavailableError("redis: read timed out"));
-      return Fail(FailureKind::kIo, absl::UnavailableError(absl::StrCat("redis: read: ", context_->errstr)));
-    }
+    absl::StatusOr<ReplyPtr> reply = TryGetReply();
+    if (!reply.ok() || *reply != nullptr) return reply;
+    if (absl::Status s = Wait(/*for_write=*/false, deadline); !s.ok()) return s;
+    if (absl::Status s = ReadSome(); !s.ok()) return s;
   }
 }
 

@@ -1,8 +1,13 @@
-// One blocking hiredis connection to one Redis node, every operation bounded by a deadline.
-// This file is where hiredis's errors become absl::Status (the one conversion boundary).
+// One hiredis connection to one Redis node, non-blocking after connect, driven with poll so a
+// caller can wait on several nodes at once under one deadline. This file is where socket and
+// hiredis errors become absl::Status (the one conversion boundary).
 // External synchronization required: a connection is used by one thread at a time (the
 // cluster client's per-node pool hands each out to one caller).
 //
+// hiredis does the connect and parses replies (its redisReader). Commands are written by this
+// class: RESP framing in small owned chunks, values sent with writev straight from the caller's
+// memory. hiredis 0.14's own output buffer would copy each value twice and, on every partial
+// write of a non-blocking socket, memmove what is left (quadratic in a pipeline of 8 MiB pages).
 // hiredis 0.14 (Debian 12) has no TLS; connections are plain TCP.
 #ifndef SLIMKV_CACHE_REMOTE_INTERNAL_REDIS_CONNECTION_H_
 #define SLIMKV_CACHE_REMOTE_INTERNAL_REDIS_CONNECTION_H_
@@ -10,6 +15,7 @@
 #include <hiredis/hiredis.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -43,18 +49,29 @@ class RedisConnection {
       const std::string& host, int port, absl::Duration connect_timeout, absl::Time deadline,
       const std::string& user, const std::string& password, FailureKind* failure);
 
-  // Queues one command (binary-safe arguments) in the output buffer; nothing is sent until
-  // Flush. Returns the bytes the command adds to the wire.
+  // Queues one command (binary-safe arguments); nothing is sent yet. Returns the argument bytes.
+  // REQUIRES: arguments of 4 KiB or more stay valid until the queue has been written (they are
+  // sent from where they are, not copied).
   size_t Append(absl::Span<const absl::string_view> argv);
+  bool WantsWrite() const { return !out_.empty(); }
+  size_t pending_out_bytes() const { return out_bytes_; }
 
-  // Sends everything queued. Errors: UNAVAILABLE (timeout at `deadline`, connection lost). After
-  // an error the connection is broken().
+  // Non-blocking steps, for a caller that polls fd(): write what the socket takes; read what
+  // it has; take the next complete reply if one is buffered (nullptr when none yet). Error
+  // replies (-ERR ...) are replies, not errors. Errors: UNAVAILABLE (reset, closed by the
+  // server), INTERNAL (unparsable reply). After an error the connection is broken().
+  [[nodiscard]] absl::Status WriteSome();
+  [[nodiscard]] absl::Status ReadSome();
+  [[nodiscard]] absl::StatusOr<ReplyPtr> TryGetReply();
+  int fd() const { return context_->fd; }
+
+  // Blocking conveniences for one connection alone: send the whole queue; wait for the next
+  // reply. Errors as above, plus UNAVAILABLE when `deadline` passes.
   [[nodiscard]] absl::Status Flush(absl::Time deadline);
-
-  // The next reply, in the order the commands were queued. Error replies (-ERR ...) are replies,
-  // not errors. Errors: UNAVAILABLE (timeout at `deadline`, connection closed or reset),
-  // INTERNAL (unparsable protocol). After an error the connection is broken().
   [[nodiscard]] absl::StatusOr<ReplyPtr> Read(absl::Time deadline);
+
+  // Records that the caller's deadline passed with this connection mid-exchange.
+  absl::Status FailTimeout();
 
   // True after any failed operation: the stream position is unknown, so the connection must be
   // dropped, never reused.
@@ -63,20 +80,22 @@ class RedisConnection {
 
  private:
   explicit RedisConnection(ContextPtr context) : context_(std::move(context)) {}
-  // Bounds the next blocking socket call by the time left before `deadline`. Errors:
-  // UNAVAILABLE when no time is left.
-  absl::Status ArmSocketTimeout(absl::Time deadline);
   absl::Status Fail(FailureKind kind, absl::Status status);
+  // Waits until fd() is readable (or writable) or the deadline passes.
+  absl::Status Wait(bool for_write, absl::Time deadline);
+
+  struct Chunk {
+    std::string owned;       // framing and small arguments
+    absl::string_view view;  // a large argument in the caller's memory (when owned is empty)
+    absl::string_view bytes() const { return owned.empty() ? view : absl::string_view(owned); }
+  };
 
   ContextPtr context_;
+  std::deque<Chunk> out_;
+  size_t out_offset_ = 0;  // bytes of out_.front() already written
+  size_t out_bytes_ = 0;   // bytes queued, not yet written
   bool broken_ = false;
   FailureKind last_failure_ = FailureKind::kNone;
-  // The socket timeout last set, and when: re-armed once 1/20 of it has gone by, so a blocking
-  // call never outlives the deadline by more than ~5% (a setsockopt per 16 KiB read would cost
-  // more than the read).
-  absl::Time armed_at_ = absl::InfinitePast();
-  absl::Duration armed_for_ = absl::ZeroDuration();
-  absl::Time armed_deadline_ = absl::InfinitePast();
 };
 
 }  // namespace slimkv::remote::internal
