@@ -391,6 +391,26 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
       group.done = true;
       refresh = true;
     };
+    // Takes every buffered reply of the group; false when the group failed.
+    auto drain = [&](Group& group) {
+      while (group.next_reply < group.next_append) {
+        absl::StatusOr<ReplyPtr> reply = group.connection->TryGetReply();
+        if (!reply.ok()) {
+          fail_group(group, reply.status());
+          return false;
+        }
+        if (*reply == nullptr) break;
+        const Item& item = group.items[group.next_reply];
+        if (item.asking && !group.asking_acknowledged) {
+          group.asking_acknowledged = true;  // +OK to ASKING
+          continue;
+        }
+        group.asking_acknowledged = false;
+        ++group.next_reply;
+        HandleReply(item.index, std::move(*reply), results, pending, ask, refresh);
+      }
+      return true;
+    };
     std::vector<pollfd> polled;
     std::vector<Group*> polled_groups;
     for (;;) {
@@ -414,24 +434,7 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
             continue;
           }
         }
-        bool failed = false;
-        while (group.next_reply < group.next_append) {
-          absl::StatusOr<ReplyPtr> reply = c.TryGetReply();
-          if (!reply.ok()) {
-            fail_group(group, reply.status());
-            failed = true;
-            break;
-          }
-          if (*reply == nullptr) break;
-          const Item& item = group.items[group.next_reply];
-          if (item.asking && !group.asking_acknowledged) {
-            group.asking_acknowledged = true;  // +OK to ASKING
-            continue;
-          }
-          group.asking_acknowledged = false;
-          ++group.next_reply;
-          HandleReply(item.index, std::move(*reply), results, pending, ask, refresh);
-        }
+        const bool failed = !drain(group);
         if (failed) continue;
         if (group.next_reply == group.items.size()) {
           group.node->Release(std::move(group.connection));
@@ -457,7 +460,14 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
       }
       for (size_t k = 0; k < polled.size() && ready > 0; ++k) {
         if ((polled[k].revents & (POLLIN | POLLERR | POLLHUP)) == 0) continue;
-        if (absl::Status s = polled_groups[k]->connection->ReadSome(); !s.ok()) fail_group(*polled_groups[k], s);
+        Group& group = *polled_groups[k];
+        for (bool more = true; more;) {
+          if (absl::Status s = group.connection->ReadSome(&more); !s.ok()) {
+            fail_group(group, s);
+            break;
+          }
+          if (!drain(group)) break;
+        }
       }
     }
     if (refresh) MaybeRefresh(deadline, /*force=*/true);

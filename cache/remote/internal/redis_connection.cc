@@ -16,7 +16,10 @@ namespace slimkv::remote::internal {
 namespace {
 
 constexpr size_t kInlineArgument = 4096;  // smaller arguments are copied into the framing
-constexpr size_t kReadChunk = 1 << 20;
+// hiredis 0.14's reader memmoves its unread bytes after each reply: feeding it more than one
+// chunk ahead of the parser would make a pipeline of large replies quadratic. 64 KiB keeps that
+// memmove small and the read calls few.
+constexpr size_t kReadChunk = 64 << 10;
 
 timeval ConnectTimeval(absl::Duration d) {
   // A zero timeval would mean "no timeout" to hiredis: never pass less than 1 ms.
@@ -151,7 +154,8 @@ absl::Status RedisConnection::WriteSome() {
   return absl::OkStatus();
 }
 
-absl::Status RedisConnection::ReadSome() {
+absl::Status RedisConnection::ReadSome(bool* more) {
+  *more = false;
   if (broken_) return absl::UnavailableError("redis: connection broken");
   thread_local std::vector<char> buffer(kReadChunk);
   for (;;) {
@@ -160,8 +164,8 @@ absl::Status RedisConnection::ReadSome() {
       if (redisReaderFeed(context_->reader, buffer.data(), static_cast<size_t>(got)) != REDIS_OK) {
         return Fail(FailureKind::kProtocol, absl::InternalError("redis: reader refused input"));
       }
-      if (static_cast<size_t>(got) < buffer.size()) return absl::OkStatus();
-      continue;
+      *more = static_cast<size_t>(got) == buffer.size();
+      return absl::OkStatus();
     }
     if (got == 0) return Fail(FailureKind::kIo, absl::UnavailableError("redis: connection closed by the server"));
     if (errno == EAGAIN || errno == EWOULDBLOCK) return absl::OkStatus();
@@ -206,8 +210,12 @@ absl::StatusOr<ReplyPtr> RedisConnection::Read(absl::Time deadline) {
   for (;;) {
     absl::StatusOr<ReplyPtr> reply = TryGetReply();
     if (!reply.ok() || *reply != nullptr) return reply;
+    bool more = false;
+    if (absl::Status s = ReadSome(&more); !s.ok()) return s;
+    if (more) continue;
+    reply = TryGetReply();
+    if (!reply.ok() || *reply != nullptr) return reply;
     if (absl::Status s = Wait(/*for_write=*/false, deadline); !s.ok()) return s;
-    if (absl::Status s = ReadSome(); !s.ok()) return s;
   }
 }
 

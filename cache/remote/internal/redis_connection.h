@@ -56,12 +56,14 @@ class RedisConnection {
   bool WantsWrite() const { return !out_.empty(); }
   size_t pending_out_bytes() const { return out_bytes_; }
 
-  // Non-blocking steps, for a caller that polls fd(): write what the socket takes; read what
-  // it has; take the next complete reply if one is buffered (nullptr when none yet). Error
+  // Non-blocking steps, for a caller that polls fd(): write what the socket takes; read one
+  // chunk of what it has (`*more`: the chunk was full, so more may be waiting: take the replies
+  // with TryGetReply, then read again); take the next complete reply if one is buffered
+  // (nullptr when none yet). Error
   // replies (-ERR ...) are replies, not errors. Errors: UNAVAILABLE (reset, closed by the
   // server), INTERNAL (unparsable reply). After an error the connection is broken().
   [[nodiscard]] absl::Status WriteSome();
-  [[nodiscard]] absl::Status ReadSome();
+  [[nodiscard]] absl::Status ReadSome(bool* more);
   [[nodiscard]] absl::StatusOr<ReplyPtr> TryGetReply();
   int fd() const { return context_->fd; }
 
