@@ -1,7 +1,6 @@
 #include "cache/remote/redis_cluster.h"
 
 #include <poll.h>
-#include <signal.h>
 
 #include <cerrno>
 #include <cstring>
@@ -75,12 +74,6 @@ absl::Status ErrorReplyStatus(absl::string_view error) {
 class RedisCluster::Impl {
  public:
   explicit Impl(RedisClusterOptions options) : options_(std::move(options)) {
-    settings_.user = options_.user;
-    settings_.password = options_.password;
-    settings_.connect_timeout = options_.connect_timeout;
-    settings_.max_idle_connections = options_.max_idle_connections_per_node;
-    settings_.backoff_initial = options_.backoff_initial;
-    settings_.backoff_max = options_.backoff_max;
     absl::MutexLock lock(&map_mu_);
     for (const std::string& seed : options_.seeds) seeds_.push_back(NodeLocked(seed));
   }
@@ -126,7 +119,6 @@ class RedisCluster::Impl {
 
   // Constant after construction.
   const RedisClusterOptions options_;
-  internal::NodeSettings settings_;
 
   ClusterCounters counters_;
 
@@ -156,7 +148,7 @@ std::shared_ptr<ClusterNode> RedisCluster::Impl::NodeLocked(absl::string_view ad
   std::string host;
   int port = 0;
   if (!ParseHostPort(address, &host, &port)) return nullptr;
-  auto node = std::make_shared<ClusterNode>(host, port, &settings_, &counters_);
+  auto node = std::make_shared<ClusterNode>(host, port, &options_, &counters_);
   nodes_.emplace(std::string(address), node);
   return node;
 }
@@ -515,8 +507,6 @@ absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::Create(RedisClusterO
   if (options.max_redirects < 1 || options.max_idle_connections_per_node < 0) {
     return absl::InvalidArgumentError("redis cluster: max_redirects >= 1, max_idle_connections_per_node >= 0");
   }
-  struct sigaction current {};
-  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   return std::unique_ptr<RedisCluster>(new RedisCluster(std::make_unique<Impl>(std::move(options))));
 }
 

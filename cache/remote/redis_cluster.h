@@ -11,21 +11,21 @@
 //
 // Time: every call (a single command or a whole batch, redirects and slot-map refreshes
 // included) runs under one deadline, now + `command_timeout`; the connect to a node is bounded
-// by min(`connect_timeout`, time left). Sockets are armed so a blocking read or write outlives
-// the deadline by at most ~5%. A node that failed (refused, reset, timed out) is marked down for
-// an exponential backoff (`backoff_initial` doubling to `backoff_max`); a call routed to a down
-// node fails at once with UNAVAILABLE rather than waiting. Callers treat a failure as a miss.
+// by min(`connect_timeout`, time left), and every wait after it is a poll on non-blocking
+// sockets until that deadline, so no call outlives it by more than scheduling noise. A node that
+// failed (refused, reset, timed out) is marked down for an exponential backoff
+// (`backoff_initial` doubling to `backoff_max`); a call routed to a down node fails at once with
+// UNAVAILABLE rather than waiting. Callers treat a failure as a miss.
 //
-// Batches (MultiGet, MultiExists, MultiSet) group keys by node, write each node's commands as
-// one pipeline (every node's before reading any node's replies, so nodes work in parallel), and
-// answer per key: one node down fails only its keys.
+// Batches (MultiGet, MultiExists, MultiSet) group keys by node and pipeline each node's commands
+// on one connection; all nodes are written and read at once under one poll, so nodes work in
+// parallel and a slow or dead node fails only its own keys. Values are sent from the caller's
+// memory (no copy); a GET's value is handed back inside the hiredis reply that
+// carried it (no copy beyond hiredis's own).
 //
 // Security: AUTH with ACL user + password (Redis 6+), or the default user's password. No TLS:
 // hiredis 0.14 (Debian 12's libhiredis-dev) has no TLS support (libhiredis-ssl arrived in
 // hiredis 1.0), so keep the cluster on a trusted network or loopback.
-//
-// Side effect: Create sets SIGPIPE to SIG_IGN when it is at its default (hiredis writes with
-// write(2), and a write to a reset connection must be an error, not the end of the process).
 #ifndef SLIMKV_CACHE_REMOTE_REDIS_CLUSTER_H_
 #define SLIMKV_CACHE_REMOTE_REDIS_CLUSTER_H_
 

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
 #include <functional>
 #include <optional>
 #include <random>
@@ -405,12 +406,24 @@ TEST_F(RedisClusterTest, EvictedKeysAreMissesNotErrors) {
 
 // ---- faults: each test owns its cluster -----------------------------------------------------
 
-TEST(RedisClusterFaultTest, HungMasterTimesOutThenMasterKilledFailsOver) {
-  absl::StatusOr<std::unique_ptr<LocalCluster>> started = LocalCluster::Start();
-  ASSERT_TRUE(started.ok()) << started.status();
-  LocalCluster& cluster = **started;
+// A fresh cluster per test, and a client with a short timeout.
+class RedisClusterFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<LocalCluster>> started = LocalCluster::Start();
+    ASSERT_TRUE(started.ok()) << started.status();
+    owned_ = std::move(*started);
+    client = Client(*owned_, timeout);
+  }
+
   const absl::Duration timeout = absl::Milliseconds(300);
-  std::unique_ptr<RedisCluster> client = Client(cluster, timeout);
+  std::unique_ptr<LocalCluster> owned_;
+  LocalCluster& cluster() { return *owned_; }
+  std::unique_ptr<RedisCluster> client;
+};
+
+TEST_F(RedisClusterFaultTest, HungMasterTimesOutThenMasterKilledFailsOver) {
+  LocalCluster& cluster = this->cluster();
 
   constexpr int kKeys = 90;
   std::vector<std::string> keys, values;
@@ -442,6 +455,8 @@ TEST(RedisClusterFaultTest, HungMasterTimesOutThenMasterKilledFailsOver) {
     auto got = client->MultiGet(views);
     const absl::Duration took = absl::Now() - t0;
     EXPECT_LE(took, 2 * timeout);
+    std::printf("hung master: MultiGet of %zu keys took %s (timeout %s)\n", views.size(),
+                absl::FormatDuration(took).c_str(), absl::FormatDuration(timeout).c_str());
     for (size_t i : on_victim) EXPECT_EQ(got[i].status().code(), absl::StatusCode::kUnavailable);
     for (size_t i : elsewhere) {
       ASSERT_TRUE(got[i].ok()) << got[i].status();
@@ -487,6 +502,8 @@ TEST(RedisClusterFaultTest, HungMasterTimesOutThenMasterKilledFailsOver) {
   ASSERT_TRUE(recovered) << "replica did not take over in 30 s";
   EXPECT_GT(failures, 0);
   EXPECT_LE(slowest, 2 * timeout) << "over " << calls << " calls";
+  std::printf("failover: %d MultiGet calls until the replica served, %d failed, slowest %s (timeout %s)\n", calls,
+              failures, absl::FormatDuration(slowest).c_str(), absl::FormatDuration(timeout).c_str());
   const int via = cluster.base_port() == victim ? cluster.base_port() + 1 : cluster.base_port();
   const int new_owner = *cluster.MasterOfSlot(internal::KeySlot(keys[0]), via);
   EXPECT_NE(new_owner, victim);
@@ -500,12 +517,8 @@ TEST(RedisClusterFaultTest, HungMasterTimesOutThenMasterKilledFailsOver) {
   EXPECT_GE(stats.connect_failures + stats.io_errors, 1u);
 }
 
-TEST(RedisClusterFaultTest, AllNodesStoppedIsUnavailableWithinTheTimeoutThenRecovers) {
-  absl::StatusOr<std::unique_ptr<LocalCluster>> started = LocalCluster::Start();
-  ASSERT_TRUE(started.ok()) << started.status();
-  LocalCluster& cluster = **started;
-  const absl::Duration timeout = absl::Milliseconds(300);
-  std::unique_ptr<RedisCluster> client = Client(cluster, timeout);
+TEST_F(RedisClusterFaultTest, AllNodesStoppedIsUnavailableWithinTheTimeoutThenRecovers) {
+  LocalCluster& cluster = this->cluster();
   std::vector<std::string> keys;
   for (int i = 0; i < 30; ++i) keys.push_back(absl::StrCat("down:", i));
   std::vector<absl::string_view> views(keys.begin(), keys.end());
@@ -522,6 +535,8 @@ TEST(RedisClusterFaultTest, AllNodesStoppedIsUnavailableWithinTheTimeoutThenReco
     slowest = std::max(slowest, (absl::Now() - t0) / 4);
   }
   EXPECT_LE(slowest, 2 * timeout);
+  std::printf("all nodes down: slowest call %s (timeout %s)\n", absl::FormatDuration(slowest).c_str(),
+              absl::FormatDuration(timeout).c_str());
 
   // A client created while the cluster is down is usable once it is back.
   std::unique_ptr<RedisCluster> late = Client(cluster, timeout);

@@ -7,11 +7,11 @@
 
 namespace slimkv::remote::internal {
 
-ClusterNode::ClusterNode(std::string host, int port, const NodeSettings* settings, ClusterCounters* counters)
+ClusterNode::ClusterNode(std::string host, int port, const RedisClusterOptions* options, ClusterCounters* counters)
     : host_(std::move(host)),
       port_(port),
       address_(absl::StrCat(host_, ":", port_)),
-      settings_(settings),
+      options_(options),
       counters_(counters) {}
 
 bool ClusterNode::IsDown(absl::Time now) const {
@@ -36,8 +36,8 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> ClusterNode::Acquire(absl::Time
   }
   FailureKind failure = FailureKind::kNone;
   absl::StatusOr<std::unique_ptr<RedisConnection>> connection =
-      RedisConnection::Open(host_, port_, settings_->connect_timeout, deadline, settings_->user,
-                            settings_->password, &failure);
+      RedisConnection::Open(host_, port_, options_->connect_timeout, deadline, options_->user,
+                            options_->password, &failure);
   if (!connection.ok()) {
     ClusterCounters::Add(failure == FailureKind::kAuth ? counters_->auth_failures : counters_->connect_failures);
     MarkFailed();
@@ -55,7 +55,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> ClusterNode::Acquire(absl::Time
 void ClusterNode::Release(std::unique_ptr<RedisConnection> connection) {
   if (connection == nullptr || connection->broken()) return;
   absl::MutexLock lock(&mu_);
-  if (static_cast<int>(idle_.size()) < settings_->max_idle_connections) idle_.push_back(std::move(connection));
+  if (static_cast<int>(idle_.size()) < options_->max_idle_connections_per_node) idle_.push_back(std::move(connection));
 }
 
 void ClusterNode::MarkFailed() {
@@ -63,9 +63,9 @@ void ClusterNode::MarkFailed() {
   absl::MutexLock lock(&mu_);
   consecutive_failures_ = std::min(consecutive_failures_ + 1, 30);
   failed_since_last_connect_ = true;
-  absl::Duration backoff = settings_->backoff_initial;
-  for (int i = 1; i < consecutive_failures_ && backoff < settings_->backoff_max; ++i) backoff *= 2;
-  down_until_ = absl::Now() + std::min(backoff, settings_->backoff_max);
+  absl::Duration backoff = options_->backoff_initial;
+  for (int i = 1; i < consecutive_failures_ && backoff < options_->backoff_max; ++i) backoff *= 2;
+  down_until_ = absl::Now() + std::min(backoff, options_->backoff_max);
   closing.swap(idle_);
 }
 

@@ -13,22 +13,14 @@
 #include "absl/time/time.h"
 #include "cache/remote/internal/cluster_counters.h"
 #include "cache/remote/internal/redis_connection.h"
+#include "cache/remote/redis_cluster.h"
 
 namespace slimkv::remote::internal {
 
-struct NodeSettings {
-  std::string user;
-  std::string password;
-  absl::Duration connect_timeout;
-  int max_idle_connections;
-  absl::Duration backoff_initial;
-  absl::Duration backoff_max;
-};
-
 class ClusterNode {
  public:
-  // `settings` and `counters` must outlive the node.
-  ClusterNode(std::string host, int port, const NodeSettings* settings, ClusterCounters* counters);
+  // `options` and `counters` must outlive the node.
+  ClusterNode(std::string host, int port, const RedisClusterOptions* options, ClusterCounters* counters);
 
   const std::string& host() const { return host_; }
   int port() const { return port_; }
@@ -55,7 +47,7 @@ class ClusterNode {
   const std::string host_;
   const int port_;
   const std::string address_;
-  const NodeSettings* const settings_;
+  const RedisClusterOptions* const options_;
   ClusterCounters* const counters_;
 
   mutable absl::Mutex mu_;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -126,7 +127,11 @@ absl::Status RedisConnection::WriteSome() {
       iov[n].iov_base = const_cast<char*>(b.data());
       iov[n].iov_len = b.size();
     }
-    const ssize_t written = writev(context_->fd, iov, n);
+    // sendmsg with MSG_NOSIGNAL: a reset connection is an error here, never a SIGPIPE.
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = static_cast<size_t>(n);
+    const ssize_t written = sendmsg(context_->fd, &message, MSG_NOSIGNAL);
     if (written < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return absl::OkStatus();
       if (errno == EINTR) continue;

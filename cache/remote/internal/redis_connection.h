@@ -5,7 +5,7 @@
 // cluster client's per-node pool hands each out to one caller).
 //
 // hiredis does the connect and parses replies (its redisReader). Commands are written by this
-// class: RESP framing in small owned chunks, values sent with writev straight from the caller's
+// class: RESP framing in small owned chunks, values sent with sendmsg straight from the caller's
 // memory. hiredis 0.14's own output buffer would copy each value twice and, on every partial
 // write of a non-blocking socket, memmove what is left (quadratic in a pipeline of 8 MiB pages).
 // hiredis 0.14 (Debian 12) has no TLS; connections are plain TCP.
