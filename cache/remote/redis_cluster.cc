@@ -5,6 +5,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -13,7 +16,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "cache/remote/internal/cluster_counters.h"
 #include "cache/remote/internal/cluster_node.h"
 #include "cache/remote/internal/hash_slot.h"
@@ -74,7 +76,7 @@ absl::Status ErrorReplyStatus(absl::string_view error) {
 class RedisCluster::Impl {
  public:
   explicit Impl(RedisClusterOptions options) : options_(std::move(options)) {
-    absl::MutexLock lock(&map_mu_);
+    std::unique_lock<std::mutex> lock(map_mu_);
     for (const std::string& seed : options_.seeds) seeds_.push_back(NodeLocked(seed));
   }
 
@@ -122,7 +124,9 @@ class RedisCluster::Impl {
 
   ClusterCounters counters_;
 
-  mutable absl::Mutex map_mu_;
+  // std::mutex rather than absl::Mutex: TSan intercepts it (docs/testing.md).
+  mutable std::mutex map_mu_;
+  std::condition_variable refreshed_;  // signalled when a slot-map load ends
   // Every node ever named (seeds, slot maps, redirects), by "host:port". Never shrinks: a
   // cluster has a handful of nodes.
   absl::flat_hash_map<std::string, std::shared_ptr<ClusterNode>> nodes_ ABSL_GUARDED_BY(map_mu_);
@@ -154,7 +158,7 @@ std::shared_ptr<ClusterNode> RedisCluster::Impl::NodeLocked(absl::string_view ad
 }
 
 std::shared_ptr<ClusterNode> RedisCluster::Impl::Node(absl::string_view address) {
-  absl::MutexLock lock(&map_mu_);
+  std::unique_lock<std::mutex> lock(map_mu_);
   return NodeLocked(address);
 }
 
@@ -217,7 +221,7 @@ absl::Status RedisCluster::Impl::LoadSlotMap(ClusterNode& node, absl::Time deadl
     }
     ranges.push_back({first, last, absl::StrCat(host, ":", master->element[1]->integer)});
   }
-  absl::MutexLock lock(&map_mu_);
+  std::unique_lock<std::mutex> lock(map_mu_);
   std::vector<std::shared_ptr<ClusterNode>> slots(internal::kClusterSlots);
   for (const Range& range : ranges) {
     std::shared_ptr<ClusterNode> owner = NodeLocked(range.address);
@@ -232,15 +236,13 @@ absl::Status RedisCluster::Impl::LoadSlotMap(ClusterNode& node, absl::Time deadl
 void RedisCluster::Impl::MaybeRefresh(absl::Time deadline, bool force) {
   std::vector<std::shared_ptr<ClusterNode>> candidates;
   {
-    absl::MutexLock lock(&map_mu_);
+    std::unique_lock<std::mutex> lock(map_mu_);
     const absl::Time now = absl::Now();
     const bool due = slots_.empty() || force || now - last_load_ >= options_.slot_map_refresh_interval;
     if (!due) return;
     if (refreshing_) {
       if (slots_.empty()) {
-        map_mu_.AwaitWithDeadline(absl::Condition(
-                                      +[](bool* refreshing) { return !*refreshing; }, &refreshing_),
-                                  deadline);
+        refreshed_.wait_until(lock, absl::ToChronoTime(deadline), [this] { return !refreshing_; });
       }
       return;
     }
@@ -273,8 +275,9 @@ void RedisCluster::Impl::MaybeRefresh(absl::Time deadline, bool force) {
   }
   if (!loaded) ClusterCounters::Add(counters_.slot_map_refresh_failures);
   {
-    absl::MutexLock lock(&map_mu_);
+    std::unique_lock<std::mutex> lock(map_mu_);
     refreshing_ = false;
+    refreshed_.notify_all();
     // Every node skipped as down: the reason they went down (say, AUTH refused) stays the answer.
     if (loaded) {
       last_refresh_error_ = absl::OkStatus();
@@ -311,7 +314,7 @@ void RedisCluster::Impl::HandleReply(size_t index, ReplyPtr reply, std::vector<a
     ask[index] = std::move(target);
   } else {
     ClusterCounters::Add(counters_.moved_redirects);
-    absl::MutexLock lock(&map_mu_);
+    std::unique_lock<std::mutex> lock(map_mu_);
     if (!slots_.empty()) slots_[redirect.slot] = std::move(target);
     refresh = true;
   }
@@ -338,7 +341,7 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
     std::vector<Group> groups;
     absl::flat_hash_map<const ClusterNode*, size_t> group_of;
     {
-      absl::MutexLock lock(&map_mu_);
+      std::unique_lock<std::mutex> lock(map_mu_);
       for (size_t i : pending) {
         std::shared_ptr<ClusterNode> node = ask[i] != nullptr ? ask[i] : (slots_.empty() ? nullptr : slots_[commands[i].slot]);
         if (node == nullptr) {

@@ -15,14 +15,14 @@ ClusterNode::ClusterNode(std::string host, int port, const RedisClusterOptions* 
       counters_(counters) {}
 
 bool ClusterNode::IsDown(absl::Time now) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return now < down_until_;
 }
 
 absl::StatusOr<std::unique_ptr<RedisConnection>> ClusterNode::Acquire(absl::Time deadline, bool* fast_failed) {
   *fast_failed = false;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (absl::Now() < down_until_) {
       *fast_failed = true;
       return absl::UnavailableError(absl::StrCat("redis ", address_, ": marked down after ",
@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> ClusterNode::Acquire(absl::Time
     return connection.status();
   }
   ClusterCounters::Add(counters_->connects);
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (failed_since_last_connect_) ClusterCounters::Add(counters_->reconnects);
   failed_since_last_connect_ = false;
   consecutive_failures_ = 0;
@@ -54,13 +54,13 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> ClusterNode::Acquire(absl::Time
 
 void ClusterNode::Release(std::unique_ptr<RedisConnection> connection) {
   if (connection == nullptr || connection->broken()) return;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (static_cast<int>(idle_.size()) < options_->max_idle_connections_per_node) idle_.push_back(std::move(connection));
 }
 
 void ClusterNode::MarkFailed() {
   std::vector<std::unique_ptr<RedisConnection>> closing;
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   consecutive_failures_ = std::min(consecutive_failures_ + 1, 30);
   failed_since_last_connect_ = true;
   absl::Duration backoff = options_->backoff_initial;

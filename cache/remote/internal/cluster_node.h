@@ -4,12 +4,12 @@
 #define SLIMKV_CACHE_REMOTE_INTERNAL_CLUSTER_NODE_H_
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cache/remote/internal/cluster_counters.h"
 #include "cache/remote/internal/redis_connection.h"
@@ -50,7 +50,8 @@ class ClusterNode {
   const RedisClusterOptions* const options_;
   ClusterCounters* const counters_;
 
-  mutable absl::Mutex mu_;
+  // std::mutex rather than absl::Mutex: TSan intercepts it (docs/testing.md).
+  mutable std::mutex mu_;
   std::vector<std::unique_ptr<RedisConnection>> idle_ ABSL_GUARDED_BY(mu_);
   int consecutive_failures_ ABSL_GUARDED_BY(mu_) = 0;
   bool failed_since_last_connect_ ABSL_GUARDED_BY(mu_) = false;
