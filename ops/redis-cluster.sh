@@ -72,8 +72,9 @@ start() {
   else
     base=${1:-7000}
     maxmemory=${2:-256mb}
-    [[ $base =~ ^[0-9]+$ ]] && ((base >= 1024 && base + nodes - 1 + 10000 <= 65535)) ||
+    if ! [[ $base =~ ^[0-9]+$ ]] || ((base < 1024 || base + nodes - 1 + 10000 > 65535)); then
       die "BASE_PORT must be 1024..$((65535 - 10000 - nodes + 1))"
+    fi
     printf 'base=%s\nmaxmemory=%s\n' "$base" "$maxmemory" >"$dir/cluster.env"
   fi
 
