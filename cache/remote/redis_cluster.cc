@@ -116,8 +116,9 @@ class RedisCluster::Impl {
   // at most one thread at a time, at most once per min_refresh_gap.
   void MaybeRefresh(absl::Time deadline, bool force) ABSL_LOCKS_EXCLUDED(map_mu_);
   absl::Status LoadSlotMap(ClusterNode& node, absl::Time deadline) ABSL_LOCKS_EXCLUDED(map_mu_);
-  // Counts a failed connection operation and, when the node is to blame, marks it down.
-  void CountFailure(FailureKind kind, ClusterNode& node, bool blame);
+  // Counts a failed connection operation and marks the node down (it refused, reset, sent
+  // garbage, or had not answered by the deadline).
+  void CountFailure(FailureKind kind, ClusterNode& node);
 
   // Constant after construction.
   const RedisClusterOptions options_;
@@ -162,14 +163,14 @@ std::shared_ptr<ClusterNode> RedisCluster::Impl::Node(absl::string_view address)
   return NodeLocked(address);
 }
 
-void RedisCluster::Impl::CountFailure(FailureKind kind, ClusterNode& node, bool blame) {
+void RedisCluster::Impl::CountFailure(FailureKind kind, ClusterNode& node) {
   switch (kind) {
     case FailureKind::kTimeout: ClusterCounters::Add(counters_.timeouts); break;
     case FailureKind::kProtocol: ClusterCounters::Add(counters_.protocol_errors); break;
     case FailureKind::kAuth: ClusterCounters::Add(counters_.auth_failures); break;
     default: ClusterCounters::Add(counters_.io_errors); break;
   }
-  if (blame) node.MarkFailed();
+  node.MarkFailed();
 }
 
 absl::Status RedisCluster::Impl::LoadSlotMap(ClusterNode& node, absl::Time deadline) {
@@ -185,7 +186,7 @@ absl::Status RedisCluster::Impl::LoadSlotMap(ClusterNode& node, absl::Time deadl
     reply = (*connection)->Read(deadline);
   }
   if (!reply.ok()) {
-    CountFailure((*connection)->last_failure(), node, /*blame=*/true);
+    CountFailure((*connection)->last_failure(), node);
     return reply.status();
   }
   node.Release(std::move(*connection));
@@ -380,7 +381,7 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
       group.connection = std::move(*connection);
     }
     auto fail_group = [&](Group& group, const absl::Status& status) {
-      CountFailure(group.connection->last_failure(), *group.node, /*blame=*/true);
+      CountFailure(group.connection->last_failure(), *group.node);
       for (size_t k = group.next_reply; k < group.items.size(); ++k) results[group.items[k].index] = status;
       group.connection.reset();
       group.done = true;
