@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -102,6 +103,7 @@ class RedisCluster::Impl {
     size_t next_append = 0;  // items queued on the connection
     size_t next_reply = 0;   // items answered
     bool asking_acknowledged = false;  // the +OK of items[next_reply]'s ASKING was read
+    bool reused = false;  // the connection came from the pool, having answered before
     bool done = false;
   };
   static constexpr size_t kMaxQueuedBytes = 16 << 20;
@@ -330,6 +332,7 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
   std::vector<size_t> pending(commands.size());
   for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
   std::vector<std::shared_ptr<ClusterNode>> ask(commands.size());
+  absl::flat_hash_set<const ClusterNode*> retried_stale;  // at most one stale retry per node
 
   for (int round = 0; !pending.empty(); ++round) {
     if (round > options_.max_redirects) {
@@ -379,8 +382,23 @@ std::vector<absl::StatusOr<ReplyPtr>> RedisCluster::Impl::Run(const std::vector<
         continue;
       }
       group.connection = std::move(*connection);
+      group.reused = group.connection->replies_received() > 0;
     }
     auto fail_group = [&](Group& group, const absl::Status& status) {
+      const bool stale = group.reused && group.next_reply == 0 && !group.asking_acknowledged &&
+                         group.connection->last_failure() == FailureKind::kIo;
+      if (stale && retried_stale.insert(group.node.get()).second) {
+        // Closed while idle, not a node failure: retry the group once on a new connection.
+        ClusterCounters::Add(counters_.stale_connection_retries);
+        group.node->DropIdle();
+        for (const Item& item : group.items) {
+          if (item.asking) ask[item.index] = group.node;
+          pending.push_back(item.index);
+        }
+        group.connection.reset();
+        group.done = true;
+        return;
+      }
       CountFailure(group.connection->last_failure(), *group.node);
       for (size_t k = group.next_reply; k < group.items.size(); ++k) results[group.items[k].index] = status;
       group.connection.reset();
@@ -485,6 +503,7 @@ RedisClusterStats RedisCluster::Impl::Stats() const {
   s.fast_failures = get(counters_.fast_failures);
   s.timeouts = get(counters_.timeouts);
   s.io_errors = get(counters_.io_errors);
+  s.stale_connection_retries = get(counters_.stale_connection_retries);
   s.protocol_errors = get(counters_.protocol_errors);
   s.server_errors = get(counters_.server_errors);
   s.auth_failures = get(counters_.auth_failures);

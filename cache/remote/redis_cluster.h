@@ -17,6 +17,10 @@
 // (`backoff_initial` doubling to `backoff_max`); a call routed to a down node fails at once with
 // UNAVAILABLE rather than waiting. Callers treat a failure as a miss.
 //
+// A pooled connection the server closed while it sat idle (restart, CLIENT KILL) is detected
+// on use; the node's idle connections are dropped and its keys retried once on a new
+// connection, within the same deadline (GET, SET, EXISTS and DEL are idempotent).
+//
 // Batches (MultiGet, MultiExists, MultiSet) group keys by node and pipeline each node's commands
 // on one connection; all nodes are written and read at once under one poll, so nodes work in
 // parallel and a slow or dead node fails only its own keys. Values are sent from the caller's
@@ -83,6 +87,7 @@ struct RedisClusterStats {
   uint64_t fast_failures = 0;       // keys failed at once because their node was marked down
   uint64_t timeouts = 0;            // operations that hit their deadline
   uint64_t io_errors = 0;           // connections lost (reset, closed) mid-call
+  uint64_t stale_connection_retries = 0;  // pooled connections found closed, retried on a new one
   uint64_t protocol_errors = 0;     // unparsable or unexpected replies
   uint64_t server_errors = 0;       // error replies other than redirects (OOM, CLUSTERDOWN, ...)
   uint64_t auth_failures = 0;       // AUTH refused

@@ -297,6 +297,29 @@ void FinishMigration(LocalCluster& cluster, int slot, const Migration& m) {
   }
 }
 
+TEST_F(RedisClusterTest, ConnectionsClosedWhileIdleAreRetriedNotMisses) {
+  std::unique_ptr<RedisCluster> client = Client(*cluster_);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 60; ++i) keys.push_back(absl::StrCat("idle:", i));
+  std::vector<absl::string_view> views(keys.begin(), keys.end());
+  std::vector<RedisCluster::KeyValue> items;
+  for (const std::string& k : keys) items.push_back({k, k});
+  for (const absl::Status& s : client->MultiSet(items)) ASSERT_TRUE(s.ok()) << s;
+  // Every master closes every client connection (the pooled ones included).
+  absl::StatusOr<std::vector<int>> masters = cluster_->Masters(cluster_->base_port());
+  ASSERT_TRUE(masters.ok());
+  for (int port : *masters) ASSERT_TRUE(LocalCluster::Command(port, {"CLIENT", "KILL", "TYPE", "normal"}).ok());
+  auto got = client->MultiGet(views);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_TRUE(got[i].ok()) << got[i].status();
+    ASSERT_TRUE(got[i]->has_value());
+    EXPECT_EQ((*got[i])->bytes(), keys[i]);
+  }
+  EXPECT_GE(client->stats().stale_connection_retries, 1u);
+  EXPECT_EQ(client->stats().fast_failures, 0u);
+  for (const std::string& k : keys) ASSERT_TRUE(client->Del(k).ok());
+}
+
 TEST_F(RedisClusterTest, FollowsMovedAfterASlotMigration) {
   std::unique_ptr<RedisCluster> client = Client(*cluster_);
   const std::string key = "moved:{page-a}";

@@ -23,6 +23,7 @@ struct ClusterCounters {
   Counter fast_failures{0};
   Counter timeouts{0};
   Counter io_errors{0};
+  Counter stale_connection_retries{0};
   Counter protocol_errors{0};
   Counter server_errors{0};
   Counter auth_failures{0};

@@ -70,3 +70,13 @@ void ClusterNode::MarkFailed() {
 }
 
 }  // namespace slimkv::remote::internal
+
+namespace slimkv::remote::internal {
+
+void ClusterNode::DropIdle() {
+  std::vector<std::unique_ptr<RedisConnection>> closing;
+  std::lock_guard<std::mutex> lock(mu_);
+  closing.swap(idle_);
+}
+
+}  // namespace slimkv::remote::internal

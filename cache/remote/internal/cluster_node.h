@@ -40,6 +40,9 @@ class ClusterNode {
   // failure) and its idle connections are closed (they most likely share the fate).
   void MarkFailed();
 
+  // Closes the idle connections without marking the node down (they were found stale).
+  void DropIdle();
+
   bool IsDown(absl::Time now) const;
 
  private:

@@ -186,6 +186,7 @@ absl::StatusOr<ReplyPtr> RedisConnection::TryGetReply() {
     return Fail(FailureKind::kProtocol,
                 absl::InternalError(absl::StrCat("redis: protocol: ", context_->reader->errstr)));
   }
+  if (raw != nullptr) ++replies_received_;
   return ReplyPtr(static_cast<redisReply*>(raw));
 }
 

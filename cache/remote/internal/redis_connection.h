@@ -78,6 +78,9 @@ class RedisConnection {
   // True after any failed operation: the stream position is unknown, so the connection must be
   // dropped, never reused.
   bool broken() const { return broken_; }
+  // Replies taken so far: a pooled connection that has answered before and now fails at once
+  // was most likely closed by the server while idle (a restart, CLIENT KILL, a timeout).
+  uint64_t replies_received() const { return replies_received_; }
   FailureKind last_failure() const { return last_failure_; }
 
  private:
@@ -97,6 +100,7 @@ class RedisConnection {
   size_t out_offset_ = 0;  // bytes of out_.front() already written
   size_t out_bytes_ = 0;   // bytes queued, not yet written
   bool broken_ = false;
+  uint64_t replies_received_ = 0;
   FailureKind last_failure_ = FailureKind::kNone;
 };
 
