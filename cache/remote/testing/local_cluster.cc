@@ -2,7 +2,10 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdlib>
 #include <filesystem>
@@ -42,11 +45,39 @@ std::string ReadFile(const std::string& path) {
   return s.str();
 }
 
+constexpr char kDirPrefix[] = "slimkv-redis-cluster-";
+
+// A zombie (killed, not yet reaped) counts as gone.
+bool OwnerAlive(int pid) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  const std::string stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  const size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'Z';
+}
+
+// A test that crashed (abort, SIGKILL) never ran its destructor: its cluster still runs. Each
+// dir records the pid of the process that owns it; stop and remove those whose owner is gone.
+void ReapOrphans() {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::temp_directory_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kDirPrefix, 0) != 0) continue;
+    int owner = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(entry.path() / "owner.pid")), &owner)) continue;
+    if (owner <= 0 || OwnerAlive(owner)) continue;
+    const std::string cmd = absl::StrCat("bash '", SLIMKV_REDIS_CLUSTER_SH, "' stop '", entry.path().string(),
+                                         "' >/dev/null 2>&1");
+    if (std::system(cmd.c_str()) == 0) std::filesystem::remove_all(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(const std::string& maxmemory) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "slimkv-redis-cluster-XXXXXX").string();
+  ReapOrphans();
+  std::string tmpl = (std::filesystem::temp_directory_path() / absl::StrCat(kDirPrefix, "XXXXXX")).string();
   if (mkdtemp(tmpl.data()) == nullptr) return absl::UnavailableError("mkdtemp failed");
+  std::ofstream(tmpl + "/owner.pid") << getpid() << "\n";
   std::mt19937 rng(std::random_device{}());
   std::uniform_int_distribution<int> pick(20000, 40000);
   for (int attempt = 0; attempt < 50; ++attempt) {

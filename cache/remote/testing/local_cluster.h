@@ -22,6 +22,8 @@ class LocalCluster {
   static constexpr int kNodes = 6;
 
   // Starts a cluster (bounded by the script: ~60 s at worst). `maxmemory` is redis.conf syntax.
+  // First stops and removes clusters that earlier processes left behind when they crashed
+  // (their dir's owner.pid names a process that no longer exists).
   // Errors: UNAVAILABLE (no free ports, the script failed: its log is in the message).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<LocalCluster>> Start(const std::string& maxmemory = "256mb");
   ~LocalCluster();  // stops every node and removes the dir
