@@ -11,7 +11,7 @@ packages=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libopenblas-dev liblapacke-dev
-  libhiredis-dev redis-server
+  libhiredis-dev redis-server redis-tools
   prometheus
   nlohmann-json3-dev
   openssl curl python3 python3-yaml python3-numpy python3-grpcio python3-protobuf

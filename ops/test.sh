@@ -11,12 +11,14 @@ cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure --timeout 600
 
 # ThreadSanitizer: the concurrency tests of the tiers (host, disk, both through KvCache with its
-# demotion writer) and of the service (the daemon's shared state under 16 concurrent callers,
+# demotion writer), of the Redis Cluster client (threads sharing one client against a local
+# cluster) and of the service (the daemon's shared state under 16 concurrent callers,
 # without the gRPC transport: Debian's gRPC is not built with TSan, so a TSan slimkvd drowns in
 # reports from inside libgrpc; docs/testing.md).
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLIMKV_TSAN=ON
-cmake --build build-tsan -j "$jobs" --target cache_test daemon_test
+cmake --build build-tsan -j "$jobs" --target cache_test daemon_test redis_cluster_test
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/ops/tsan.supp"
 build-tsan/cache/cache_test --gtest_filter='PageStore.Concurrent*:DiskTierTest.Concurrent*:TieredKvCacheTest.Concurrent*'
 build-tsan/daemon/daemon_test --gtest_filter='ServiceConcurrency.*'
+build-tsan/cache/remote/redis_cluster_test --gtest_filter='RedisClusterTest.Concurrent*'
 echo "slimkv: all tests passed (ctest suites + ThreadSanitizer concurrency suites)"
