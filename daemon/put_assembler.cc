@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "daemon/token_span.h"
+#include "daemon/wire_enums.h"
 #include "kernels/crc32c.h"
 #include "kernels/dtype.h"
 
@@ -265,7 +266,7 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
     return absl::InvalidArgumentError(absl::StrCat("chunks.header.dtype: ", h.dtype(),
                                                    " is not fp32, fp16 or bf16", where));
   }
-  const auto dtype = static_cast<kernels::DType>(h.dtype());
+  const auto dtype = FromWire(h.dtype());
   const bool first_tensor_of_page = input_bytes_.empty();
   if (!first_tensor_of_page && dtype != dtype_) {
     return absl::InvalidArgumentError(absl::StrCat(
