@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "cache/page_key.h"
+#include "cache/model/sha256.h"
 #include "kernels/crc32c.h"
 
 namespace slimkv::cache {

@@ -17,14 +17,11 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "cache/model/sha256.h"
 
 namespace slimkv::cache {
 
-using Digest = std::array<uint8_t, 32>;
 using PageKey = Digest;
-
-// SHA-256 of the concatenation of `parts`.
-Digest Sha256(std::initializer_list<std::span<const uint8_t>> parts);
 
 Digest RootKey(const Digest& model_fingerprint, absl::string_view tenant);
 
@@ -32,10 +29,6 @@ Digest RootKey(const Digest& model_fingerprint, absl::string_view tenant);
 // page has none). REQUIRES: page_tokens > 0.
 std::vector<PageKey> ChainPageKeys(const Digest& root, std::span<const uint32_t> tokens,
                                    uint32_t page_tokens);
-
-std::string ToHex(const Digest& d);
-// Parses 64 lower-case hex digits (as ToHex writes them); false on anything else.
-bool FromHex(absl::string_view hex, Digest* out);
 
 struct DigestHash {
   size_t operator()(const Digest& d) const {
