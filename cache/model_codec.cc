@@ -77,22 +77,6 @@ absl::StatusOr<std::vector<float>> ComputeDerived(Derived which, const kernels::
   return kernels::JointBasis(**svd, rank);
 }
 
-kernels::RopePairing PairingOf(RopePairing p) {
-  return p == RopePairing::kInterleaved ? kernels::RopePairing::kInterleaved
-                                        : kernels::RopePairing::kHalfSplit;
-}
-
-kernels::RopeScalingType ScalingTypeOf(RopeScalingType t) {
-  switch (t) {
-    case RopeScalingType::kNone: return kernels::RopeScalingType::kNone;
-    case RopeScalingType::kLinear: return kernels::RopeScalingType::kLinear;
-    case RopeScalingType::kDynamicNtk: return kernels::RopeScalingType::kDynamicNtk;
-    case RopeScalingType::kYarn: return kernels::RopeScalingType::kYarn;
-    case RopeScalingType::kLlama3: return kernels::RopeScalingType::kLlama3;
-  }
-  return kernels::RopeScalingType::kNone;
-}
-
 }  // namespace
 
 std::optional<kernels::RopeParams> RopeParamsOf(const ModelConfig& c) {
@@ -101,9 +85,9 @@ std::optional<kernels::RopeParams> RopeParamsOf(const ModelConfig& c) {
   p.theta = c.rope.theta;
   p.head_dim = static_cast<int>(c.k_head_dim);
   p.rotary_dim = static_cast<int>(c.rope.rotary_dim);
-  p.pairing = PairingOf(c.rope.pairing);
+  p.pairing = c.rope.pairing;
   const RopeScaling& s = c.rope.scaling;
-  p.scaling.type = ScalingTypeOf(s.type);
+  p.scaling.type = s.type;
   p.scaling.factor = s.factor;
   p.scaling.original_max_position_embeddings =
       s.original_max_position_embeddings != 0 ? s.original_max_position_embeddings

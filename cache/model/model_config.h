@@ -10,16 +10,14 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "kernels/rope.h"
 
 namespace slimkv::cache {
 
-// How RoPE pairs the dimensions of one head it rotates (SPEC §2).
-enum class RopePairing {
-  kHalfSplit,    // HF Llama `rotate_half`: dim i with i + rotary_dim/2
-  kInterleaved,  // GPT-J / DeepSeek: dim 2i with 2i+1
-};
-
-enum class RopeScalingType { kNone, kLinear, kDynamicNtk, kYarn, kLlama3 };
+// RoPE's vocabulary is the kernels' (kernels/rope.h): how a head's dims pair (SPEC §2) and the
+// frequency schedule config.json names.
+using RopePairing = kernels::RopePairing;
+using RopeScalingType = kernels::RopeScalingType;
 
 // `rope_scaling` of config.json. Fields not used by `type` keep their defaults.
 struct RopeScaling {
