@@ -291,7 +291,6 @@ absl::Status ModelCodec::BuildLayer(const Fingerprint& fp, const FactorStore* st
 
 absl::Status ModelCodec::Supports(Mode m, PageInput input) const {
   const bool mla = is_mla();
-  const int64_t d = config_.hidden_size, e = int64_t{config_.num_kv_heads} * config_.k_head_dim;
   if (input == PageInput::kLatent && !mla) {
     return absl::FailedPreconditionError(
         "input: the latent is sent only for MLA models; send K and V (or x)");
@@ -310,17 +309,14 @@ absl::Status ModelCodec::Supports(Mode m, PageInput input) const {
       return absl::OkStatus();
     case Mode::kSlim:
       if (mla) return absl::FailedPreconditionError("slim: MLA model; use latent");
-      if (e < d) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "slim needs rank(W_K) = d, i.e. e = h_kv*d_h >= d; here e = ", config_.num_kv_heads,
-            "*", config_.k_head_dim, " = ", e, " < d = ", d, " (GQA): V is not a function of K"));
+      if (std::string misfit = SlimMisfit(config_); !misfit.empty()) {
+        return absl::FailedPreconditionError(misfit);
       }
       return absl::OkStatus();
     case Mode::kXcache:
       if (mla) return absl::FailedPreconditionError("xcache: MLA model; use latent");
-      if (d >= 2 * e) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "xcache: not worth it: x has d = ", d, " elements, K and V together 2e = ", 2 * e));
+      if (std::string misfit = XcacheMisfit(config_); !misfit.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat("xcache: ", misfit));
       }
       return absl::OkStatus();
     case Mode::kLatent:

@@ -83,11 +83,8 @@ LayerPlan SizeLayer(const ModelConfig& c, const PlanOptions& o, uint32_t layer) 
   slim = Sized({{e, true, 0}}, st);
   if (mla) {
     slim = NotApplicable(slim, "MLA model: K and V come from the latent; use latent");
-  } else if (e < d) {
-    slim = NotApplicable(
-        slim, absl::StrCat("slim needs rank(W_K) = d, i.e. e = h_kv*d_h >= d; here e = ", h_kv,
-                           "*", c.k_head_dim, " = ", e, " < d = ", d,
-                           " (GQA): V is not a function of K"));
+  } else if (std::string misfit = SlimMisfit(c); !misfit.empty()) {
+    slim = NotApplicable(slim, misfit);
   } else {
     slim.applicable = true;
   }
@@ -96,9 +93,8 @@ LayerPlan SizeLayer(const ModelConfig& c, const PlanOptions& o, uint32_t layer) 
   xc = Sized({{d, false, 0}}, st);
   if (mla) {
     xc = NotApplicable(xc, "MLA model: the latent is smaller than x; use latent");
-  } else if (d >= 2 * e) {
-    xc = NotApplicable(xc, absl::StrCat("not worth it: x has d = ", d,
-                                        " elements, K and V together 2e = ", 2 * e));
+  } else if (std::string misfit = XcacheMisfit(c); !misfit.empty()) {
+    xc = NotApplicable(xc, misfit);
   } else {
     xc.applicable = true;
   }

@@ -102,6 +102,13 @@ struct ModelConfig {
 // part of the model fingerprint, documented byte by byte in docs/model-fingerprint.md.
 std::string CanonicalGeometry(const ModelConfig& config);
 
+// The geometry rules of the modes for models without MLA (SPEC §2), shared by the planner and
+// the codec: the reason the mode does not fit `config`, or "" when it does.
+//   slim needs rank(W_K) = d, i.e. e = h_kv·d_h >= d (else V is not a function of K);
+//   xcache pays only when x is smaller than K and V together, d < 2e.
+std::string SlimMisfit(const ModelConfig& config);
+std::string XcacheMisfit(const ModelConfig& config);
+
 // Names used in messages and docs, e.g. "half_split", "yarn".
 const char* RopePairingName(RopePairing p);
 const char* RopeScalingTypeName(RopeScalingType t);
