@@ -6,7 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "cache/page_attention.h"
+#include "cache/codec/page_attention.h"
 #include "daemon/log.h"
 #include "daemon/token_span.h"
 #include "daemon/wire_enums.h"

@@ -5,7 +5,7 @@
 // chunks in order from offset 0; the tensors of the header's input (K and V, X or LATENT) with
 // shapes and dtypes matching the model; CRC32C verified per tensor. Every violation is an error
 // naming the field. When a page's last tensor verifies, the page is encoded as the stream's
-// cache::PutPlan says (cache/put_plan.h: the mode and quantizer from the header or the tenant's
+// cache::PutPlan says (cache/codec/put_plan.h: the mode and quantizer from the header or the tenant's
 // policy, fallbacks, verification sampling) and handed to the cache; an incomplete page is never
 // visible. Fallbacks are counted in the response and the metrics.
 //
@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "cache/kv_cache.h"
-#include "cache/put_plan.h"
+#include "cache/store/kv_cache.h"
+#include "cache/codec/put_plan.h"
 #include "daemon/metrics.h"
 #include "slimkv/v1/cache.pb.h"
 

@@ -5,7 +5,7 @@
 // Thread-safety: stateless functions.
 #pragma once
 
-#include "cache/page.h"
+#include "cache/store/page.h"
 #include "kernels/dtype.h"
 #include "slimkv/v1/cache.pb.h"
 

@@ -11,7 +11,7 @@ namespace slimkv::testing {
 namespace {
 
 // SyntheticModel{} pages of 16 tokens in bf16: 4 layers × (K + V) × 16 × 256 × 2 B, plus the
-// per-page overhead the budget counts (cache/page.h).
+// per-page overhead the budget counts (cache/store/page.h).
 constexpr uint64_t kPageCost = 4 * 2 * 16 * 256 * 2 + 256;
 constexpr uint64_t kBudget = 10 * kPageCost;
 

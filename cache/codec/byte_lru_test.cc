@@ -1,5 +1,5 @@
-// ByteLru (cache/internal/byte_lru.h): the GPU tier's budget and eviction order, without a device.
-#include "cache/internal/byte_lru.h"
+// ByteLru (cache/codec/internal/byte_lru.h): the GPU tier's budget and eviction order, without a device.
+#include "cache/codec/internal/byte_lru.h"
 
 #include <string>
 #include <vector>

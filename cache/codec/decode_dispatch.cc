@@ -1,6 +1,6 @@
-#include "cache/decode_dispatch.h"
+#include "cache/codec/decode_dispatch.h"
 
-#include "cache/page_codec.h"
+#include "cache/codec/page_codec.h"
 #include "kernels/gpu.h"
 
 namespace slimkv::cache {

@@ -1,4 +1,4 @@
-// Get's reconstruction of one page layer, GPU first: the dispatch side of cache/page_codec.h
+// Get's reconstruction of one page layer, GPU first: the dispatch side of cache/codec/page_codec.h
 // DecodeLayer. Slim and native MLA latent layers are decoded on the GPU (kernels/gpu.h
 // DecodeSlim, DecodeLatent: the GEMMs there are what makes these modes cost on the CPU) from
 // the page's copy in the GPU tier, and K, V copied back to the caller's buffers. Full layers
@@ -13,9 +13,9 @@
 #include <memory>
 
 #include "absl/status/status.h"
-#include "cache/gpu_tier.h"
-#include "cache/model_codec.h"
-#include "cache/page.h"
+#include "cache/codec/gpu_tier.h"
+#include "cache/model/model_codec.h"
+#include "cache/store/page.h"
 #include "kernels/dtype.h"
 
 namespace slimkv::cache {

@@ -1,11 +1,11 @@
-#include "cache/gpu_tier.h"
+#include "cache/codec/gpu_tier.h"
 
 #include <algorithm>
 #include <bit>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "cache/page_codec.h"
+#include "cache/codec/page_codec.h"
 #include "kernels/crc32c.h"
 
 namespace slimkv::cache {

@@ -29,9 +29,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "cache/internal/byte_lru.h"
-#include "cache/model_codec.h"
-#include "cache/page.h"
+#include "cache/codec/internal/byte_lru.h"
+#include "cache/model/model_codec.h"
+#include "cache/store/page.h"
 #include "kernels/gpu.h"
 
 namespace slimkv::cache {

@@ -18,12 +18,12 @@
 #include <string>
 #include <vector>
 
-#include "cache/factor_store.h"
+#include "cache/model/factor_store.h"
 #include "cache/model/model_config.h"
 #include "cache/model/model_test_util.h"
 #include "cache/model/safetensors.h"
-#include "cache/model_codec.h"
-#include "cache/page_codec.h"
+#include "cache/model/model_codec.h"
+#include "cache/codec/page_codec.h"
 #include "clients/cpp/synthetic_model.h"
 
 namespace slimkv::cache {

@@ -1,4 +1,4 @@
-#include "cache/page_attention.h"
+#include "cache/codec/page_attention.h"
 
 #include <algorithm>
 #include <limits>
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "cache/page_codec.h"
+#include "cache/codec/page_codec.h"
 #include "kernels/gpu.h"
 
 namespace slimkv::cache {

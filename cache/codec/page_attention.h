@@ -26,9 +26,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "cache/gpu_tier.h"
-#include "cache/model_codec.h"
-#include "cache/page.h"
+#include "cache/codec/gpu_tier.h"
+#include "cache/model/model_codec.h"
+#include "cache/store/page.h"
 #include "kernels/attention.h"
 
 namespace slimkv::cache {

@@ -1,13 +1,13 @@
-// Attention over stored pages (cache/page_attention.h): every mode each synthetic geometry
+// Attention over stored pages (cache/codec/page_attention.h): every mode each synthetic geometry
 // takes, unquantized (fp32, bf16) and quantized (int8, fp8), over three pages at their prefix
 // positions, and a sequence mixing modes — against the float64 reference attention
 // (kernels/attention_ref.h) on the K and V that DecodeLayer reconstructs from the same pages.
 // Tolerances as the kernels' (kernels/attention_test.cc): o 1e-5 relative Frobenius, lse 5e-6
-// relative past 1. Then the GPU dispatch and the GPU tier (cache/gpu_tier.h): without a usable
+// relative past 1. Then the GPU dispatch and the GPU tier (cache/codec/gpu_tier.h): without a usable
 // GPU every run falls back with the same bits; with one (else GTEST_SKIP), the runs the GPU
 // takes meet the same tolerances and pages stay resident under the budget. Last, Get's decode
-// dispatch (cache/decode_dispatch.h), the same way.
-#include "cache/page_attention.h"
+// dispatch (cache/codec/decode_dispatch.h), the same way.
+#include "cache/codec/page_attention.h"
 
 #include <cmath>
 #include <cstring>
@@ -16,9 +16,9 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "cache/decode_dispatch.h"
+#include "cache/codec/decode_dispatch.h"
 #include "cache/internal/synthetic_codec.h"
-#include "cache/page_codec.h"
+#include "cache/codec/page_codec.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_ref.h"
 #include "kernels/gpu.h"
@@ -429,7 +429,7 @@ TEST_F(PageAttentionTest, GpuTierDequantizesLikeTheCpuAndGrowsSlimLayers) {
 namespace slimkv::cache {
 namespace {
 
-// Get's decode dispatch (cache/decode_dispatch.h): the K and V bytes of one layer, by
+// Get's decode dispatch (cache/codec/decode_dispatch.h): the K and V bytes of one layer, by
 // DecodeLayerDispatched with a GPU tier, and where it ran.
 struct Decoded {
   std::vector<uint8_t> k, v;

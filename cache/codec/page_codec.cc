@@ -1,4 +1,4 @@
-#include "cache/page_codec.h"
+#include "cache/codec/page_codec.h"
 
 #include <cmath>
 #include <cstring>

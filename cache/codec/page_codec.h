@@ -23,8 +23,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cache/model_codec.h"
-#include "cache/page.h"
+#include "cache/model/model_codec.h"
+#include "cache/store/page.h"
 #include "kernels/dtype.h"
 #include "kernels/quant_format.h"
 

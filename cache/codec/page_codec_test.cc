@@ -2,14 +2,14 @@
 // directly from x (K = R_p·(x·W_K + b_K), V = x·W_V + b_V) or from the latent (K_nope,h =
 // c·W_UK,h, V_h = c·W_UV,h) in float64 from the checkpoint's own tensors — not through the
 // codecs under test.
-#include "cache/page_codec.h"
+#include "cache/codec/page_codec.h"
 
 #include <cmath>
 #include <filesystem>
 #include <random>
 #include <string>
 
-#include "cache/factor_store.h"
+#include "cache/model/factor_store.h"
 #include "cache/internal/synthetic_codec.h"
 #include "clients/cpp/synthetic_model.h"
 #include "gtest/gtest.h"

@@ -1,4 +1,4 @@
-#include "cache/planner.h"
+#include "cache/codec/planner.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "cache/factor_store.h"
-#include "cache/page_codec.h"
+#include "cache/model/factor_store.h"
+#include "cache/codec/page_codec.h"
 #include "kernels/kv_projection.h"
 #include "kernels/quant_format.h"
 

@@ -1,4 +1,4 @@
-#include "cache/planner.h"
+#include "cache/codec/planner.h"
 
 #include <cmath>
 #include <cstdio>
@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_replace.h"
-#include "cache/factor_store.h"
+#include "cache/model/factor_store.h"
 #include "cache/model/model_test_util.h"
 #include "gtest/gtest.h"
 

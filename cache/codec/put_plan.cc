@@ -1,4 +1,4 @@
-#include "cache/put_plan.h"
+#include "cache/codec/put_plan.h"
 
 #include <utility>
 

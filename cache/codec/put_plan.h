@@ -23,8 +23,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "cache/kv_cache.h"
-#include "cache/page_codec.h"
+#include "cache/store/kv_cache.h"
+#include "cache/codec/page_codec.h"
 
 namespace slimkv::cache {
 
@@ -53,7 +53,7 @@ class PutPlan {
   // Why every layer is stored in full without trying the requested mode; empty when none.
   absl::string_view forced_full_reason() const { return forced_full_reason_; }
 
-  // Encodes one page (cache/page_codec.h EncodePage) with verification when sampled, and
+  // Encodes one page (cache/codec/page_codec.h EncodePage) with verification when sampled, and
   // records the requested mode in page->mode. `input` holds num_layers × LayerInputBytes in
   // page->dtype; page->key, tenant, model, dtype and geometry are set by the caller.
   [[nodiscard]] absl::StatusOr<std::vector<LayerOutcome>> Encode(const uint8_t* input,

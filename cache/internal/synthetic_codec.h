@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "cache/model/model_test_util.h"
-#include "cache/model_codec.h"
+#include "cache/model/model_codec.h"
 #include "clients/cpp/synthetic_model.h"
 
 namespace slimkv::cache::testing_util {

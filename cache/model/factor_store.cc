@@ -1,4 +1,4 @@
-#include "cache/factor_store.h"
+#include "cache/model/factor_store.h"
 
 #include <unistd.h>
 

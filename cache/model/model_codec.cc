@@ -1,4 +1,4 @@
-#include "cache/model_codec.h"
+#include "cache/model/model_codec.h"
 
 #include <cmath>
 #include <limits>

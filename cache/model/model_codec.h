@@ -29,11 +29,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cache/factor_store.h"
+#include "cache/model/factor_store.h"
 #include "cache/model/attention_weights.h"
 #include "cache/model/model_config.h"
 #include "cache/model/safetensors.h"
-#include "cache/page.h"
+#include "cache/model/modes.h"
 #include "kernels/codec_layer.h"
 #include "kernels/layer_factors.h"
 #include "kernels/rope.h"

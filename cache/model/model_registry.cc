@@ -1,4 +1,4 @@
-#include "cache/model_registry.h"
+#include "cache/model/model_registry.h"
 
 #include <filesystem>
 #include <fstream>

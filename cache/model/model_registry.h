@@ -30,8 +30,9 @@
 #include "absl/strings/string_view.h"
 #include "cache/model/model_config.h"
 #include "cache/model/safetensors.h"
-#include "cache/model_codec.h"
-#include "cache/page.h"
+#include "cache/model/model_codec.h"
+#include "cache/model/modes.h"
+#include "cache/model/sha256.h"
 
 namespace slimkv::cache {
 

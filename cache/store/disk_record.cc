@@ -1,4 +1,4 @@
-#include "cache/disk_record.h"
+#include "cache/store/disk_record.h"
 
 #include <algorithm>
 #include <cstring>

@@ -21,7 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "cache/page.h"
+#include "cache/store/page.h"
 
 namespace slimkv::cache {
 

@@ -1,4 +1,4 @@
-#include "cache/disk_tier.h"
+#include "cache/store/disk_tier.h"
 
 #include <chrono>
 #include <cstring>
@@ -9,8 +9,8 @@
 #include <rocksdb/write_batch.h>
 
 #include "absl/strings/str_cat.h"
-#include "cache/disk_record.h"
-#include "cache/internal/disk_tier_rocksdb.h"
+#include "cache/store/disk_record.h"
+#include "cache/store/internal/disk_tier_rocksdb.h"
 
 namespace slimkv::cache {
 namespace {

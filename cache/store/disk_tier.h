@@ -35,9 +35,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cache/page.h"
-#include "cache/page_store.h"
-#include "cache/tenant_lru.h"
+#include "cache/store/page.h"
+#include "cache/store/page_store.h"
+#include "cache/store/tenant_lru.h"
 
 namespace rocksdb {
 class DB;

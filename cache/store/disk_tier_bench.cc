@@ -42,11 +42,11 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "cache/disk_record.h"
-#include "cache/disk_tier.h"
-#include "cache/page_memory.h"
-#include "cache/internal/disk_tier_rocksdb.h"
-#include "cache/kv_cache.h"
+#include "cache/store/disk_record.h"
+#include "cache/store/disk_tier.h"
+#include "cache/store/page_memory.h"
+#include "cache/store/internal/disk_tier_rocksdb.h"
+#include "cache/store/kv_cache.h"
 #include "kernels/crc32c.h"
 
 namespace slimkv::cache {

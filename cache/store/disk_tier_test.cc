@@ -1,4 +1,4 @@
-#include "cache/disk_tier.h"
+#include "cache/store/disk_tier.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -18,8 +18,8 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
-#include "cache/disk_record.h"
-#include "cache/internal/disk_tier_rocksdb.h"
+#include "cache/store/disk_record.h"
+#include "cache/store/internal/disk_tier_rocksdb.h"
 #include "kernels/crc32c.h"
 
 namespace slimkv::cache {

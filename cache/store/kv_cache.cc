@@ -1,4 +1,4 @@
-#include "cache/kv_cache.h"
+#include "cache/store/kv_cache.h"
 
 #include "absl/strings/str_cat.h"
 

@@ -30,10 +30,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "cache/disk_tier.h"
-#include "cache/model_registry.h"
-#include "cache/page.h"
-#include "cache/page_store.h"
+#include "cache/store/disk_tier.h"
+#include "cache/model/model_registry.h"
+#include "cache/store/page.h"
+#include "cache/store/page_store.h"
 
 namespace slimkv::cache {
 

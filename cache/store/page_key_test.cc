@@ -1,4 +1,4 @@
-#include "cache/page_key.h"
+#include "cache/store/page_key.h"
 
 #include <vector>
 

@@ -1,4 +1,4 @@
-#include "cache/page_memory.h"
+#include "cache/store/page_memory.h"
 
 #include <malloc.h>
 

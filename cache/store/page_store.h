@@ -23,8 +23,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cache/page.h"
-#include "cache/tenant_lru.h"
+#include "cache/store/page.h"
+#include "cache/store/tenant_lru.h"
 
 namespace slimkv::cache {
 

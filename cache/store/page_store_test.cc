@@ -1,4 +1,4 @@
-#include "cache/page_store.h"
+#include "cache/store/page_store.h"
 
 #include <atomic>
 #include <random>

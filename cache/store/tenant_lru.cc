@@ -1,4 +1,4 @@
-#include "cache/tenant_lru.h"
+#include "cache/store/tenant_lru.h"
 
 #include <algorithm>
 

@@ -18,7 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cache/page.h"
+#include "cache/store/page.h"
 
 namespace slimkv::cache {
 

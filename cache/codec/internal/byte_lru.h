@@ -1,5 +1,5 @@
 // ByteLru: least-recently-used order and byte accounting of keyed entries under one byte
-// budget — the bookkeeping of the GPU tier (cache/gpu_tier.h), kept apart from device memory so
+// budget — the bookkeeping of the GPU tier (cache/codec/gpu_tier.h), kept apart from device memory so
 // that it can be tested without a device. It holds no values: the owner keeps those, keyed the
 // same way, and drops the ones Insert reports evicted.
 //

@@ -6,7 +6,7 @@
 
 #include <rocksdb/options.h>
 
-#include "cache/disk_tier.h"
+#include "cache/store/disk_tier.h"
 
 namespace slimkv::cache::internal {
 
