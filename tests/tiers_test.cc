@@ -16,9 +16,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "cache/store/disk_tier.h"
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 #include "tests/daemon_process.h"
-#include "tests/test_pages.h"
+#include "tests/support/test_pages.h"
 
 namespace slimkv::testing {
 namespace {

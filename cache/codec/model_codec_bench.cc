@@ -20,11 +20,11 @@
 
 #include "cache/model/factor_store.h"
 #include "cache/model/model_config.h"
-#include "cache/model/model_test_util.h"
+#include "tests/support/model_test_util.h"
 #include "cache/model/safetensors.h"
 #include "cache/model/model_codec.h"
 #include "cache/codec/page_codec.h"
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 
 namespace slimkv::cache {
 namespace {

@@ -17,7 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cache/codec/decode_dispatch.h"
-#include "cache/internal/synthetic_codec.h"
+#include "tests/support/synthetic_codec.h"
 #include "cache/codec/page_codec.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_ref.h"

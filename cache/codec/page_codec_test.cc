@@ -10,8 +10,8 @@
 #include <string>
 
 #include "cache/model/factor_store.h"
-#include "cache/internal/synthetic_codec.h"
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_codec.h"
+#include "tests/support/synthetic_model.h"
 #include "gtest/gtest.h"
 
 namespace slimkv::cache {

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_replace.h"
 #include "cache/model/factor_store.h"
-#include "cache/model/model_test_util.h"
+#include "tests/support/model_test_util.h"
 #include "gtest/gtest.h"
 
 namespace slimkv::cache {

@@ -1,4 +1,4 @@
-// Test helper: a synthetic model (clients/cpp/synthetic_model.h) written to a scratch
+// Test helper: a synthetic model (tests/support/synthetic_model.h) written to a scratch
 // directory and its ModelCodec built from the files, for cache/ tests that need real codecs.
 //
 // Thread-safety: external synchronization required (test code only).
@@ -8,9 +8,9 @@
 
 #include <gtest/gtest.h>
 
-#include "cache/model/model_test_util.h"
+#include "tests/support/model_test_util.h"
 #include "cache/model/model_codec.h"
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 
 namespace slimkv::cache::testing_util {
 

@@ -1,4 +1,4 @@
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 
 #include <algorithm>
 #include <cmath>
