@@ -564,7 +564,7 @@ absl::Status AttendFull(const KvHeads& heads, std::span<const DevicePage> pages,
   if (heads.d_k <= 0 || heads.d_v <= 0) {
     return absl::InvalidArgumentError("attention: head dims must be positive");
   }
-  if (absl::Status s = internal::ValidateAttentionParams(p, heads.h_kv); !s.ok()) return s;
+  if (absl::Status s = ValidateAttentionParams(p, heads.h_kv); !s.ok()) return s;
   absl::StatusOr<int64_t> total = CheckPages(pages, q, out);
   if (!total.ok()) return total.status();
   Pass pass = FullPass(heads, p.h_q);
@@ -577,7 +577,7 @@ absl::Status AttendSlim(const KvCodecLayer& l, const DeviceLayer& layer,
                         const AttentionParams& p, AttentionOut out) {
   if (absl::Status s = Usable(); !s.ok()) return s;
   if (absl::Status s = ValidateCodecLayer(l, CodecMode::kSlim); !s.ok()) return s;
-  if (absl::Status s = internal::ValidateAttentionParams(p, l.proj.h_kv); !s.ok()) return s;
+  if (absl::Status s = ValidateAttentionParams(p, l.proj.h_kv); !s.ok()) return s;
   absl::StatusOr<int64_t> total = CheckPages(pages, q, out);
   if (!total.ok()) return total.status();
   const DeviceLayer::Impl& d = layer.impl();
@@ -612,7 +612,7 @@ absl::Status AttendLatent(const LatentLayout& l, const DeviceLayer& layer,
                           const AttentionParams& p, AttentionOut out) {
   if (absl::Status s = Usable(); !s.ok()) return s;
   if (absl::Status s = ValidateLatentLayout(l); !s.ok()) return s;
-  if (absl::Status s = internal::ValidateAttentionParams(p, l.heads); !s.ok()) return s;
+  if (absl::Status s = ValidateAttentionParams(p, l.heads); !s.ok()) return s;
   absl::StatusOr<int64_t> total = CheckPages(pages, q, out);
   if (!total.ok()) return total.status();
   const DeviceLayer::Impl& d = layer.impl();
