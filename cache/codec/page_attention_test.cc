@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "cache/codec/decode_dispatch.h"
 #include "tests/support/synthetic_codec.h"
+#include "tests/support/geometries.h"
 #include "cache/codec/page_codec.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_ref.h"
@@ -47,18 +48,12 @@ struct Geometry {
 };
 
 std::vector<Geometry> Geometries() {
-  SyntheticModel mha2mla = SyntheticModel::Small("mha2mla", 64, 8, 4, 16);
-  mha2mla.kv_lora_rank = 8;
-  mha2mla.rope_dim = 4;
-  return {
-      {"mha_square", SyntheticModel::Small("llama", 64, 4, 4, 16)},
-      {"gqa", SyntheticModel::Small("llama", 64, 8, 2, 16)},
-      {"wide_t5", SyntheticModel::Small("t5", 32, 4, 4, 16)},
-      {"qwen2_biases", SyntheticModel::Small("qwen2", 64, 4, 4, 16)},
-      {"phi3_partial", SyntheticModel::Small("phi3", 64, 4, 4, 16)},
-      {"deepseek_mla", SyntheticModel::Small("deepseek", 64, 4, 4, 16)},
-      {"mha2mla_gqa", mha2mla},
-  };
+  std::vector<Geometry> out;
+  for (const char* name : {"mha_square", "gqa_d2e_q8", "wide_t5", "qwen2_biases", "phi3_partial",
+                           "deepseek_mla", "mha2mla_q8"}) {
+    out.push_back({name, client::TestGeometry(name)});
+  }
+  return out;
 }
 
 class PageAttentionTest : public ::testing::Test {

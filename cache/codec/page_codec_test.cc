@@ -11,6 +11,7 @@
 
 #include "cache/model/factor_store.h"
 #include "tests/support/synthetic_codec.h"
+#include "tests/support/geometries.h"
 #include "tests/support/synthetic_model.h"
 #include "gtest/gtest.h"
 
@@ -34,18 +35,12 @@ SyntheticModel Make(std::string arch, uint32_t d, uint32_t heads, uint32_t kv_he
 }
 
 std::vector<Geometry> Geometries() {
-  SyntheticModel mha2mla = Make("mha2mla", 64, 4, 4, 16);
-  mha2mla.kv_lora_rank = 8;
-  mha2mla.rope_dim = 4;
-  return {
-      {"mha_square", Make("llama", 64, 4, 4, 16)},     // e = d
-      {"gqa", Make("llama", 64, 4, 2, 16)},            // e < d
-      {"wide_t5", Make("t5", 32, 4, 4, 16)},           // e > d, no RoPE
-      {"qwen2_biases", Make("qwen2", 64, 4, 4, 16)},   // K/V biases
-      {"phi3_partial", Make("phi3", 64, 4, 4, 16)},    // fused qkv, rotary_dim = 8
-      {"deepseek_mla", Make("deepseek", 64, 4, 4, 16)},
-      {"mha2mla", mha2mla},
-  };
+  std::vector<Geometry> out;
+  for (const char* name : {"mha_square", "gqa_d2e", "wide_t5", "qwen2_biases", "phi3_partial",
+                           "deepseek_mla", "mha2mla"}) {
+    out.push_back({name, client::TestGeometry(name)});
+  }
+  return out;
 }
 
 std::unique_ptr<testing_util::LoadedModel> Load(const SyntheticModel& m,
