@@ -1,4 +1,4 @@
-// Decode-attention kernels over paged stored rows (contract in gpu_attention.cuh).
+// Decode-attention kernels over paged stored rows (contract in attention.cuh).
 //
 // PartialAttention: one block per (token split, q head), 256 threads. Tokens go in tiles of 32:
 // each warp forms the logits of its tokens (lanes across the key's columns, RoPE applied on the
@@ -11,14 +11,14 @@
 // and, for slim and latent, the whole row per token, so rows shared by several heads are read
 // once per head (from L2 when the heads' blocks run together). The tensor-core version that
 // reads each row once for all heads is the next step, to be measured against this one.
-#include "kernels/gpu_attention.cuh"
+#include "kernels/cuda/attention.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cmath>
 
-#include "kernels/internal/gpu_rows.cuh"
+#include "kernels/cuda/internal/rows.cuh"
 
 namespace slimkv::kernels::gpu {
 namespace {

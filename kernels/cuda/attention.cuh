@@ -1,5 +1,5 @@
 // Launchers of the decode-attention kernels over paged stored rows (kernels/gpu.h has the
-// contract; gpu_cuda.cc the checks and the host side). One generic pass serves full, slim and
+// contract; attention_ops.cc the checks and the host side). One generic pass serves full, slim and
 // native MLA latent: per q head i (KV head g = i / heads_per_kv) it forms
 //   logit_t = softcap?(q_i · key_g(t))      key_g(t) = [row_t[a_off + g·a_stride ..+ a_len]
 //                                                       (RoPE-rotated when cos/sin are given),

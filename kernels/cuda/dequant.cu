@@ -1,9 +1,9 @@
-// Device dequantizer (gpu_dequant.cuh): one thread per value, grid-stride. Each thread finds its
+// Device dequantizer (dequant.cuh): one thread per value, grid-stride. Each thread finds its
 // value's block, code, group scale (and zero) or bf16 tail entry from the layout of
 // quant_format.h, and decodes it with QuantDecode's operations: fp8 E4M3 exactly, then × scale;
 // int8 code × scale; int4 zero + code × scale, rounded separately (__fmul_rn/__fadd_rn keep nvcc
 // from fusing them, as -ffp-contract=off does for the CPU).
-#include "kernels/gpu_dequant.cuh"
+#include "kernels/cuda/dequant.cuh"
 
 namespace slimkv::kernels::gpu {
 namespace {

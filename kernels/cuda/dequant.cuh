@@ -1,6 +1,6 @@
 // Launcher of the device dequantizer: a part stored in a quant_format.h layout back to float32,
 // bit-identical to QuantDecode (same float operations, no contraction). Host checks live in
-// gpu_cuda.cc (kernels/gpu.h Dequantize).
+// dequant_ops.cc (kernels/gpu.h Dequantize).
 //
 // C++17, no Abseil (STYLE.md).
 #pragma once

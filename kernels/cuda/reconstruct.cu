@@ -1,4 +1,4 @@
-// Reconstruction kernels (contract in gpu_reconstruct.cuh).
+// Reconstruction kernels (contract in reconstruct.cuh).
 //
 // ProjectRows is the plain tiled GEMM: a block of 256 threads computes a 64 × 64 output tile,
 // each thread a 4 × 4 patch, over k in slices of 16 staged in shared memory (A transposed, so a
@@ -7,9 +7,9 @@
 // written, so nothing intermediate touches device memory. Float32 arithmetic on the CUDA cores:
 // the CPU codecs' precision (docs/codecs.md), not the tensor cores' — the benchmark puts it next
 // to cuBLAS in float32 and in bf16 (docs/benchmarks.md).
-#include "kernels/gpu_reconstruct.cuh"
+#include "kernels/cuda/reconstruct.cuh"
 
-#include "kernels/internal/gpu_rows.cuh"
+#include "kernels/cuda/internal/rows.cuh"
 
 namespace slimkv::kernels::gpu {
 namespace {

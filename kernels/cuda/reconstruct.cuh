@@ -1,5 +1,5 @@
 // Launchers of the reconstruction kernels (Get's side of the GPU backend; contract in
-// kernels/gpu.h DecodeSlim / DecodeLatent, host side in gpu_cuda.cc). Rows are one page layer's
+// kernels/gpu.h DecodeSlim / DecodeLatent, host side in reconstruct_ops.cc). Rows are one page layer's
 // stored values in their dtype; outputs are engine-form K and V in the requested dtype.
 //
 //   ProjectRows    out[t, map(c)] = Σ_r in[t, r]·w[r, w_col0 + c] + bias[w_col0 + c]
@@ -16,7 +16,7 @@
 
 #include <cuda_runtime.h>
 
-#include "kernels/gpu_attention.cuh"
+#include "kernels/cuda/attention.cuh"
 
 namespace slimkv::kernels::gpu {
 

@@ -1,4 +1,4 @@
-// Device helpers shared by the GPU kernels (gpu_attention.cu, gpu_reconstruct.cu): reading a
+// Device helpers shared by the GPU kernels (attention.cu, reconstruct.cu): reading a
 // stored value as float, writing one in a row dtype, and RoPE applied to one element exactly as
 // RopeTable::Apply does it (the same float cos/sin, the same pairing). C++17, device code only.
 #pragma once
@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "kernels/gpu_attention.cuh"
+#include "kernels/cuda/attention.cuh"
 
 namespace slimkv::kernels::gpu::internal {
 
