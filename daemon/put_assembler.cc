@@ -255,7 +255,8 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
   if (first_tensor_of_page) {
     const uint64_t payload =
         prefix_.model->geometry.num_layers *
-        cache::LayerInputBytes(plan_->codec(), plan_->input(), dtype, prefix_.model->geometry.page_tokens);
+        cache::LayerInputBytes(plan_->codec(), plan_->input(), dtype,
+                               prefix_.model->geometry.page_tokens);
     auto reservation = cache_->ReserveInflight(tenant_, payload + cache::kPageOverheadBytes);
     if (!reservation.ok()) {
       return absl::Status(reservation.status().code(),

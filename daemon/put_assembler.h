@@ -5,9 +5,9 @@
 // chunks in order from offset 0; the tensors of the header's input (K and V, X or LATENT) with
 // shapes and dtypes matching the model; CRC32C verified per tensor. Every violation is an error
 // naming the field. When a page's last tensor verifies, the page is encoded as the stream's
-// cache::PutPlan says (cache/codec/put_plan.h: the mode and quantizer from the header or the tenant's
-// policy, fallbacks, verification sampling) and handed to the cache; an incomplete page is never
-// visible. Fallbacks are counted in the response and the metrics.
+// cache::PutPlan says (cache/codec/put_plan.h: the mode and quantizer from the header or the
+// tenant's policy, fallbacks, verification sampling) and handed to the cache; an incomplete
+// page is never visible. Fallbacks are counted in the response and the metrics.
 //
 // Thread-safety: external synchronization required (one stream, one assembler).
 #pragma once

@@ -11,7 +11,8 @@
 
 namespace slimkv::daemon {
 
-static_assert(int(cache::Mode::kFull) == v1::MODE_FULL && int(cache::Mode::kSlim) == v1::MODE_SLIM &&
+static_assert(int(cache::Mode::kFull) == v1::MODE_FULL &&
+              int(cache::Mode::kSlim) == v1::MODE_SLIM &&
               int(cache::Mode::kXcache) == v1::MODE_XCACHE &&
               int(cache::Mode::kLatent) == v1::MODE_LATENT && v1::Mode_MAX == v1::MODE_LATENT);
 static_assert(int(cache::Quant::kNone) == v1::QUANT_NONE &&
@@ -22,7 +23,8 @@ static_assert(int(cache::PageInput::kKv) == v1::PAGE_INPUT_KV &&
               int(cache::PageInput::kX) == v1::PAGE_INPUT_X &&
               int(cache::PageInput::kLatent) == v1::PAGE_INPUT_LATENT &&
               v1::PageInput_MAX == v1::PAGE_INPUT_LATENT);
-static_assert(int(cache::Tier::kGpu) == v1::TIER_GPU && int(cache::Tier::kHost) == v1::TIER_HOST &&
+static_assert(int(cache::Tier::kGpu) == v1::TIER_GPU &&
+              int(cache::Tier::kHost) == v1::TIER_HOST &&
               int(cache::Tier::kDisk) == v1::TIER_DISK && v1::Tier_MAX == v1::TIER_DISK);
 static_assert(int(kernels::DType::kF32) == v1::DTYPE_FP32 &&
               int(kernels::DType::kF16) == v1::DTYPE_FP16 &&

@@ -1,4 +1,5 @@
-// ByteLru (cache/codec/internal/byte_lru.h): the GPU tier's budget and eviction order, without a device.
+// ByteLru (cache/codec/internal/byte_lru.h): the GPU tier's budget and eviction order, without
+// a device.
 #include "cache/codec/internal/byte_lru.h"
 
 #include <string>
