@@ -4,7 +4,7 @@
 // Thread-safety: internally synchronized.
 #pragma once
 
-#include "cache/kv_cache.h"
+#include "cache/store/kv_cache.h"
 #include "daemon/auth.h"
 #include "daemon/metrics.h"
 #include "daemon/tenant_settings.h"

@@ -6,9 +6,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "cache/page_attention.h"
+#include "cache/codec/page_attention.h"
 #include "daemon/log.h"
 #include "daemon/token_span.h"
+#include "daemon/wire_enums.h"
 #include "kernels/dtype.h"
 
 namespace slimkv::daemon {
@@ -40,7 +41,7 @@ absl::Status HandleAttend(cache::KvCache* cache, cache::GpuTier* gpu, const std:
     return absl::InvalidArgumentError(
         absl::StrCat("q_dtype: ", request.q_dtype(), " is not FP32, FP16 or BF16"));
   }
-  const auto q_dtype = static_cast<kernels::DType>(request.q_dtype());
+  const auto q_dtype = FromWire(request.q_dtype());
   std::vector<Sequence> seqs(n);
   for (int i = 0; i < n; ++i) {
     const v1::AttendSequence& in = request.sequences(i);

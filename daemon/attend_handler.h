@@ -11,8 +11,8 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "cache/gpu_tier.h"
-#include "cache/kv_cache.h"
+#include "cache/codec/gpu_tier.h"
+#include "cache/store/kv_cache.h"
 #include "daemon/metrics.h"
 #include "slimkv/v1/cache.pb.h"
 

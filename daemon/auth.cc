@@ -1,7 +1,7 @@
 #include "daemon/auth.h"
 
 #include "absl/strings/match.h"
-#include "cache/page_key.h"
+#include "cache/store/page_key.h"
 
 namespace slimkv::daemon {
 

@@ -11,6 +11,7 @@
 #include "daemon/grpc_status.h"
 #include "daemon/put_assembler.h"
 #include "daemon/unary_call.h"
+#include "daemon/wire_enums.h"
 
 namespace slimkv::daemon {
 
@@ -135,7 +136,7 @@ grpc::ServerUnaryReactor* CacheService::Lookup(grpc::CallbackServerContext* ctx,
     auto r = cache_->Lookup(tenant, request->model_id(), TokenSpan(request->tokens()));
     if (!r.ok()) return r.status();
     response->set_hit_tokens(r->hit_tokens);
-    for (cache::Tier t : r->tiers) response->add_page_tiers(static_cast<v1::Tier>(t));
+    for (cache::Tier t : r->tiers) response->add_page_tiers(ToWire(t));
     if (!r->tiers.empty()) {
       metrics_->RecordLookupHits(tenant, r->tiers,
                                  static_cast<uint32_t>(r->hit_tokens / r->tiers.size()));

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "cache/kv_cache.h"
+#include "cache/store/kv_cache.h"
 #include "daemon/auth.h"
 #include "daemon/metrics.h"
 #include "slimkv/v1/cache.grpc.pb.h"
@@ -24,7 +24,7 @@ v1::TenantStats TenantStatsToProto(const std::string& tenant, const cache::Tenan
 class CacheService final : public v1::Cache::CallbackService {
  public:
   // `cache`, `auth`, `metrics` and `gpu` must outlive the service. Put verifies one page in
-  // `verify_one_in` (cache/page_codec.h). Attend tries the GPU through `gpu` (null: no GPU
+  // `verify_one_in` (cache/codec/page_codec.h). Attend tries the GPU through `gpu` (null: no GPU
   // tier; every Attend runs on the CPU).
   CacheService(cache::KvCache* cache, const Authenticator* auth, Metrics* metrics,
                uint32_t get_chunk_bytes, uint32_t verify_one_in = 16,

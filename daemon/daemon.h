@@ -15,8 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "cache/gpu_tier.h"
-#include "cache/kv_cache.h"
+#include "cache/codec/gpu_tier.h"
+#include "cache/store/kv_cache.h"
 #include "daemon/admin_service.h"
 #include "daemon/auth.h"
 #include "daemon/cache_service.h"

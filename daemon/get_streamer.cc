@@ -3,10 +3,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "cache/decode_dispatch.h"
-#include "cache/page_codec.h"
+#include "cache/codec/decode_dispatch.h"
+#include "cache/codec/page_codec.h"
 #include "daemon/log.h"
 #include "daemon/token_span.h"
+#include "daemon/wire_enums.h"
 #include "kernels/crc32c.h"
 
 namespace slimkv::daemon {
@@ -45,17 +46,17 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
   s->first_page_ = request.first_page();
   s->raw_ = request.raw();
   s->convert_ = request.dtype() != v1::DTYPE_UNSPECIFIED;
-  s->out_dtype_ = static_cast<kernels::DType>(request.dtype());
+  s->out_dtype_ = FromWire(request.dtype());
   for (size_t i = request.first_page(); i < prefix->keys.size(); ++i) {
     cache::Tier tier;
     auto page = cache->Get(prefix->keys[i], &tier);  // announces the use; pinned only later
     if (page == nullptr) break;
     s->keys_.push_back(prefix->keys[i]);
     v1::GetResponseHeader& h = s->header_;
-    h.add_page_modes(static_cast<v1::Mode>(page->mode));
-    h.add_page_quants(static_cast<v1::Quant>(page->quant));
-    h.add_page_tiers(static_cast<v1::Tier>(tier));
-    for (const cache::StoredLayer& l : page->layers) h.add_layer_modes(static_cast<v1::Mode>(l.mode));
+    h.add_page_modes(ToWire(page->mode));
+    h.add_page_quants(ToWire(page->quant));
+    h.add_page_tiers(ToWire(tier));
+    for (const cache::StoredLayer& l : page->layers) h.add_layer_modes(ToWire(l.mode));
   }
   s->header_.set_pages(s->pages());
   return s;
@@ -139,12 +140,12 @@ bool GetStreamer::Next(v1::GetResponse* out) {
                      : (tensor_ % 2 ? v1::TENSOR_ROLE_V : v1::TENSOR_ROLE_K));
     if (offset_ == 0) {
       v1::TensorHeader* h = c->mutable_header();
-      h->set_dtype(static_cast<v1::DType>(convert_ ? out_dtype_ : page.dtype));
+      h->set_dtype(ToWire(convert_ ? out_dtype_ : page.dtype));
       for (int64_t d : tensor_shape_) h->add_shape(d);
       h->set_crc32c(tensor_crc_);
       if (raw_) {
-        h->set_mode(static_cast<v1::Mode>(page.layers[layer].mode));
-        h->set_quant(static_cast<v1::Quant>(page.layers[layer].quant));
+        h->set_mode(ToWire(page.layers[layer].mode));
+        h->set_quant(ToWire(page.layers[layer].quant));
         h->set_bytes(tensor_bytes_);
       }
     }

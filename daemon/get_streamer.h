@@ -3,7 +3,7 @@
 //
 // The first message is the header: the pages present when the stream starts, with their modes,
 // quantizers, per-layer modes and tiers. Then the chunks, page by page, layer by layer, K then V
-// reconstructed from the layer's stored mode (cache/page_codec.h) in the requested dtype, or
+// reconstructed from the layer's stored mode (cache/codec/page_codec.h) in the requested dtype, or
 // with `raw` the layer's stored bytes as one STORED tensor; packed up to chunk_bytes of data per
 // message. Each page is fetched from the cache only when its turn comes; a page evicted or
 // deleted meanwhile ends the stream there, so the client receives a prefix of what the header
@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cache/gpu_tier.h"
-#include "cache/kv_cache.h"
+#include "cache/codec/gpu_tier.h"
+#include "cache/store/kv_cache.h"
 #include "daemon/metrics.h"
 #include "kernels/dtype.h"
 #include "slimkv/v1/cache.pb.h"
@@ -32,7 +32,7 @@ class GetStreamer {
   // Validates the request and finds the pages it returns: from first_page up to the first page
   // not stored. INVALID_ARGUMENT: bad dtype, raw with a dtype, first_page beyond the whole pages
   // of tokens; NOT_FOUND: unknown model; else as KvCache::Resolve. `cache` (and `gpu`, the GPU
-  // tier layers are reconstructed through when not null: cache/decode_dispatch.h) must outlive
+  // tier layers are reconstructed through when not null: cache/codec/decode_dispatch.h) must outlive
   // this.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<GetStreamer>> Start(
       cache::KvCache* cache, const std::string& tenant, const v1::GetRequest& request,

@@ -18,12 +18,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "cache/decode_dispatch.h"
-#include "cache/gpu_tier.h"
-#include "cache/kv_cache.h"
-#include "cache/page.h"
-#include "cache/page_attention.h"
-#include "cache/page_codec.h"
+#include "cache/codec/decode_dispatch.h"
+#include "cache/codec/gpu_tier.h"
+#include "cache/store/kv_cache.h"
+#include "cache/store/page.h"
+#include "cache/codec/page_attention.h"
+#include "cache/codec/page_codec.h"
 
 namespace prometheus {
 class Exposer;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "daemon/token_span.h"
+#include "daemon/wire_enums.h"
 #include "kernels/crc32c.h"
 #include "kernels/dtype.h"
 
@@ -87,49 +88,20 @@ absl::Status PutAssembler::ChooseMode(const v1::PutHeader& header) {
     return absl::InvalidArgumentError(
         absl::StrCat("header.input: ", header.input(), " is not a page input"));
   }
-  const cache::TenantPolicy policy = cache_->Policy(tenant_);
-  const bool explicit_mode = header.mode() != v1::MODE_UNSPECIFIED;
-  requested_mode_ = explicit_mode ? static_cast<cache::Mode>(header.mode()) : policy.mode;
-  const cache::Quant quant = header.quant() != v1::QUANT_UNSPECIFIED
-                                 ? static_cast<cache::Quant>(header.quant())
-                                 : policy.quant;
-  input_ = header.input() == v1::PAGE_INPUT_UNSPECIFIED ? cache::PageInput::kKv
-                                                        : static_cast<cache::PageInput>(header.input());
-  const cache::RegisteredModel& model = *prefix_.model;
-  codec_ = &model.best_codec(&codec_hold_);
-  cache::Mode mode = requested_mode_;
-  const cache::FactorsState factors = model.factors();
-  if (factors == cache::FactorsState::kPending || factors == cache::FactorsState::kFailed) {
-    // Without the derived matrices only full from K and V can be stored.
-    if (input_ != cache::PageInput::kKv) {
-      return absl::UnavailableError(absl::StrCat(
-          "header.input: the model's derived matrices are ",
-          factors == cache::FactorsState::kPending
-              ? "still being computed (retry; RegisterModel says when they are ready)"
-              : "unavailable (RegisterModel says why)",
-          "; only K and V can be stored now"));
-    }
-    if (mode != cache::Mode::kFull || quant != cache::Quant::kNone) {
-      forced_full_reason_ =
-          factors == cache::FactorsState::kPending ? "factors_pending" : "factors_failed";
-    }
-    mode = cache::Mode::kFull;
-  } else if (absl::Status fits = codec_->Supports(mode, input_); !fits.ok()) {
-    if (explicit_mode || !codec_->Supports(cache::Mode::kFull, input_).ok()) {
-      return absl::FailedPreconditionError(absl::StrCat("header.mode: ", fits.message()));
-    }
-    forced_full_reason_ = "not_applicable";
-    mode = cache::Mode::kFull;
+  cache::PutRequestModes asked;
+  if (header.mode() != v1::MODE_UNSPECIFIED) asked.mode = FromWire(header.mode());
+  if (header.quant() != v1::QUANT_UNSPECIFIED) asked.quant = FromWire(header.quant());
+  if (header.input() != v1::PAGE_INPUT_UNSPECIFIED) asked.input = FromWire(header.input());
+  auto plan = cache::PutPlan::Choose(prefix_.model, cache_->Policy(tenant_), asked, verify_one_in_);
+  if (!plan.ok()) {
+    return absl::Status(plan.status().code(), absl::StrCat("header.", plan.status().message()));
   }
-  encode_.mode = mode;
-  encode_.quant = forced_full_reason_.empty() ? quant : cache::Quant::kNone;
-  encode_.input = input_;
-  encode_.tolerance = policy.tolerance;
+  plan_.emplace(*std::move(plan));
   return absl::OkStatus();
 }
 
 v1::TensorRole PutAssembler::RoleAt(uint32_t i) const {
-  switch (input_) {
+  switch (plan_->input()) {
     case cache::PageInput::kKv: return i == 0 ? v1::TENSOR_ROLE_K : v1::TENSOR_ROLE_V;
     case cache::PageInput::kX: return v1::TENSOR_ROLE_X;
     case cache::PageInput::kLatent: return v1::TENSOR_ROLE_LATENT;
@@ -143,9 +115,9 @@ std::vector<int64_t> PutAssembler::ShapeOf(v1::TensorRole role) const {
     case v1::TENSOR_ROLE_K: return {g.page_tokens, g.num_kv_heads, g.k_head_dim};
     case v1::TENSOR_ROLE_V: return {g.page_tokens, g.num_kv_heads, g.v_head_dim};
     case v1::TENSOR_ROLE_X:
-      return {g.page_tokens, codec_->InputCols(cache::PageInput::kX, cache::Role::kK)};
+      return {g.page_tokens, plan_->codec().InputCols(cache::PageInput::kX, cache::Role::kK)};
     default:
-      return {g.page_tokens, codec_->InputCols(cache::PageInput::kLatent, cache::Role::kK)};
+      return {g.page_tokens, plan_->codec().InputCols(cache::PageInput::kLatent, cache::Role::kK)};
   }
 }
 
@@ -157,7 +129,7 @@ uint64_t PutAssembler::TensorBytes(uint32_t index) const {
 
 uint64_t PutAssembler::TensorOffset(uint32_t index) const {
   const uint32_t layer = index / RolesPerLayer();
-  const uint64_t layer_bytes = cache::LayerInputBytes(*codec_, input_, dtype_,
+  const uint64_t layer_bytes = cache::LayerInputBytes(plan_->codec(), plan_->input(), dtype_,
                                                       prefix_.model->geometry.page_tokens);
   return layer * layer_bytes + (index % RolesPerLayer() == 1 ? TensorBytes(index - 1) : 0);
 }
@@ -199,7 +171,7 @@ absl::Status PutAssembler::AddChunk(const v1::TensorChunk& chunk) {
   if (slot == RolesPerLayer()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "chunks.role: ", chunk.role(), " is not ",
-        input_ == cache::PageInput::kKv ? "K or V" : RoleName(RoleAt(0)),
+        plan_->input() == cache::PageInput::kKv ? "K or V" : RoleName(RoleAt(0)),
         ", the tensors of header.input"));
   }
   const uint32_t index = chunk.layer() * RolesPerLayer() + slot;
@@ -265,7 +237,7 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
     return absl::InvalidArgumentError(absl::StrCat("chunks.header.dtype: ", h.dtype(),
                                                    " is not fp32, fp16 or bf16", where));
   }
-  const auto dtype = static_cast<kernels::DType>(h.dtype());
+  const auto dtype = FromWire(h.dtype());
   const bool first_tensor_of_page = input_bytes_.empty();
   if (!first_tensor_of_page && dtype != dtype_) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -283,7 +255,8 @@ absl::Status PutAssembler::StartTensor(const v1::TensorChunk& chunk, uint32_t in
   if (first_tensor_of_page) {
     const uint64_t payload =
         prefix_.model->geometry.num_layers *
-        cache::LayerInputBytes(*codec_, input_, dtype, prefix_.model->geometry.page_tokens);
+        cache::LayerInputBytes(plan_->codec(), plan_->input(), dtype,
+                               prefix_.model->geometry.page_tokens);
     auto reservation = cache_->ReserveInflight(tenant_, payload + cache::kPageOverheadBytes);
     if (!reservation.ok()) {
       return absl::Status(reservation.status().code(),
@@ -307,18 +280,13 @@ absl::Status PutAssembler::CompletePage() {
   page->model = prefix_.model->fingerprint;
   page->dtype = dtype_;
   page->geometry = prefix_.model->geometry;
-  cache::EncodeOptions options = encode_;
-  options.verify = page->key[0] % verify_one_in_ == 0 ||
-                   !prefix_.model->first_page_put.exchange(true);
-  auto outcomes = cache::EncodePage(*codec_, options, input_bytes_.data(),
-                                    static_cast<uint32_t>(page_), page.get());
+  auto outcomes = plan_->Encode(input_bytes_.data(), static_cast<uint32_t>(page_), page.get());
   input_bytes_.clear();
   input_bytes_.shrink_to_fit();
   if (!outcomes.ok()) {
     reservation_.reset();
     return outcomes.status();
   }
-  page->mode = requested_mode_;
   bool measured = false;
   for (const cache::LayerOutcome& o : *outcomes) {
     if (o.fallback != cache::FallbackReason::kNone) {
@@ -330,12 +298,13 @@ absl::Status PutAssembler::CompletePage() {
         response_.set_max_measured_error(std::max(response_.max_measured_error(), o.measured_error));
       }
     }
-    if (metrics_ != nullptr) metrics_->RecordLayer(tenant_, requested_mode_, o);
+    if (metrics_ != nullptr) metrics_->RecordLayer(tenant_, plan_->requested_mode(), o);
   }
-  if (!forced_full_reason_.empty()) {
+  if (!plan_->forced_full_reason().empty()) {
     response_.set_layers_fallen_back(response_.layers_fallen_back() + outcomes->size());
     if (metrics_ != nullptr) {
-      metrics_->RecordFallbacks(tenant_, requested_mode_, forced_full_reason_, outcomes->size());
+      metrics_->RecordFallbacks(tenant_, plan_->requested_mode(), plan_->forced_full_reason(),
+                                outcomes->size());
     }
   }
   if (measured) response_.set_pages_measured(response_.pages_measured() + 1);

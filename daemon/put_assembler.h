@@ -4,14 +4,10 @@
 // first_page on, in order, each page's chunks not interleaved with another's; each tensor's
 // chunks in order from offset 0; the tensors of the header's input (K and V, X or LATENT) with
 // shapes and dtypes matching the model; CRC32C verified per tensor. Every violation is an error
-// naming the field. When a page's last tensor verifies, the page is encoded in the requested
-// mode (cache/page_codec.h: per-layer fallback, verification) and handed to the cache; an
-// incomplete page is never visible.
-//
-// The mode and quantizer come from the header, or the tenant's policy when it leaves them
-// unspecified. A mode named in the header that the model cannot take is FAILED_PRECONDITION; a
-// policy's mode that does not fit the model, or any mode while the model's derived matrices are
-// still being computed, is stored in full and counted as a fallback.
+// naming the field. When a page's last tensor verifies, the page is encoded as the stream's
+// cache::PutPlan says (cache/codec/put_plan.h: the mode and quantizer from the header or the
+// tenant's policy, fallbacks, verification sampling) and handed to the cache; an incomplete
+// page is never visible. Fallbacks are counted in the response and the metrics.
 //
 // Thread-safety: external synchronization required (one stream, one assembler).
 #pragma once
@@ -23,8 +19,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "cache/kv_cache.h"
-#include "cache/page_codec.h"
+#include "cache/store/kv_cache.h"
+#include "cache/codec/put_plan.h"
 #include "daemon/metrics.h"
 #include "slimkv/v1/cache.pb.h"
 
@@ -54,7 +50,7 @@ class PutAssembler {
   [[nodiscard]] absl::Status ChooseMode(const v1::PutHeader& header);
   [[nodiscard]] absl::Status StartTensor(const v1::TensorChunk& chunk, uint32_t index);
   // Roles each layer carries for the header's input, in order, and their engine columns.
-  uint32_t RolesPerLayer() const { return input_ == cache::PageInput::kKv ? 2 : 1; }
+  uint32_t RolesPerLayer() const { return plan_->input() == cache::PageInput::kKv ? 2 : 1; }
   v1::TensorRole RoleAt(uint32_t i) const;
   std::vector<int64_t> ShapeOf(v1::TensorRole role) const;
   uint64_t TensorBytes(uint32_t index) const;
@@ -77,14 +73,8 @@ class PutAssembler {
   bool have_header_ = false;
   cache::ResolvedPrefix prefix_;
   uint32_t first_page_ = 0;
-  // How the pages are stored, and with which codec (held while the stream lives).
-  cache::EncodeOptions encode_;
-  std::shared_ptr<const cache::ModelCodec> codec_hold_;
-  const cache::ModelCodec* codec_ = nullptr;
-  cache::PageInput input_ = cache::PageInput::kKv;
-  // Layers stored in full without trying encode_.mode, and why (empty: none).
-  std::string forced_full_reason_;
-  cache::Mode requested_mode_ = cache::Mode::kFull;
+  // How the pages are stored (set with the header).
+  std::optional<cache::PutPlan> plan_;
   // The page being received: index, its tensors' progress, the engine tensors as they arrive.
   int64_t page_ = -1;
   std::vector<TensorState> tensors_;

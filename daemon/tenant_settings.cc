@@ -14,13 +14,14 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/auth.h"
 #include "daemon/config.h"
+#include "daemon/wire_enums.h"
 
 namespace slimkv::daemon {
 namespace {
 
 cache::TenantPolicy ToCache(const v1::TenantPolicy& p) {
-  return {.mode = static_cast<cache::Mode>(p.mode()),
-          .quant = static_cast<cache::Quant>(p.quant()),
+  return {.mode = FromWire(p.mode()),
+          .quant = FromWire(p.quant()),
           .tolerance = p.error_tolerance()};
 }
 

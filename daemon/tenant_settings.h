@@ -18,7 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cache/kv_cache.h"
+#include "cache/store/kv_cache.h"
 #include "slimkv/v1/admin.pb.h"
 #include "slimkv/v1/config.pb.h"
 

@@ -164,7 +164,7 @@ absl::StatusOr<bool> Begin(const absl::Status& layer, int kv_heads, int d_v,
                            std::span<const StoredPage> pages, const float* q,
                            const AttentionParams& p, AttentionOut out) {
   if (!layer.ok()) return layer;
-  if (absl::Status s = internal::ValidateAttentionParams(p, kv_heads); !s.ok()) return s;
+  if (absl::Status s = ValidateAttentionParams(p, kv_heads); !s.ok()) return s;
   if (absl::Status s = ValidateCall(pages, q, out); !s.ok()) return s;
   if (TotalTokens(pages) > 0) return false;
   WriteEmpty(p, d_v, out);

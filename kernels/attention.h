@@ -48,6 +48,10 @@ struct AttentionParams {
   double softcap = 0;  // > 0: softcap·tanh(logit/softcap) (gemma2); 0: none
 };
 
+// OK when p.h_q is a positive multiple of `kv_heads` (> 0), scale is finite and softcap is
+// finite and ≥ 0; else INVALID_ARGUMENT naming the field. Every attention entry point checks it.
+[[nodiscard]] absl::Status ValidateAttentionParams(const AttentionParams& p, int kv_heads);
+
 // Heads of a layer in engine form: K [tokens, h_kv, d_k], V [tokens, h_kv, d_v].
 struct KvHeads {
   int h_kv = 0;

@@ -4,13 +4,30 @@
 #include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "kernels/internal/codec_util.h"
 
 namespace slimkv::kernels {
 
+absl::Status ValidateAttentionParams(const AttentionParams& p, int kv_heads) {
+  if (kv_heads <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("attention: kv heads ", kv_heads, " <= 0"));
+  }
+  if (p.h_q <= 0 || p.h_q % kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("attention: h_q ", p.h_q,
+                                                   " is not a positive multiple of the ",
+                                                   kv_heads, " KV heads"));
+  }
+  if (!std::isfinite(p.scale)) return absl::InvalidArgumentError("attention: scale not finite");
+  if (!std::isfinite(p.softcap) || p.softcap < 0) {
+    return absl::InvalidArgumentError("attention: softcap must be finite and >= 0");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AttendRef(const KvHeads& heads, int64_t tokens, const double* k, const double* v,
                        const double* q, const AttentionParams& p, double* o, double* lse) {
-  if (absl::Status s = internal::ValidateAttentionParams(p, heads.h_kv); !s.ok()) return s;
+  if (absl::Status s = ValidateAttentionParams(p, heads.h_kv); !s.ok()) return s;
   if (heads.d_k <= 0 || heads.d_v <= 0 || tokens < 0 || q == nullptr || o == nullptr ||
       lse == nullptr || (tokens > 0 && (k == nullptr || v == nullptr))) {
     return absl::InvalidArgumentError("attention: bad head dims, tokens or buffers");

@@ -4,10 +4,10 @@
 
 #include <gtest/gtest.h>
 
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 #include "kernels/crc32c.h"
 #include "tests/daemon_process.h"
-#include "tests/test_pages.h"
+#include "tests/support/test_pages.h"
 
 namespace slimkv::testing {
 namespace {

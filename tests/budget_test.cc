@@ -3,15 +3,15 @@
 // disk tier the evicted pages are demoted instead: tests/tiers_test.cc.)
 #include <gtest/gtest.h>
 
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 #include "tests/daemon_process.h"
-#include "tests/test_pages.h"
+#include "tests/support/test_pages.h"
 
 namespace slimkv::testing {
 namespace {
 
 // SyntheticModel{} pages of 16 tokens in bf16: 4 layers × (K + V) × 16 × 256 × 2 B, plus the
-// per-page overhead the budget counts (cache/page.h).
+// per-page overhead the budget counts (cache/store/page.h).
 constexpr uint64_t kPageCost = 4 * 2 * 16 * 256 * 2 + 256;
 constexpr uint64_t kBudget = 10 * kPageCost;
 

@@ -7,11 +7,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 #include "gtest/gtest.h"
 #include "tests/daemon_process.h"
-#include "tests/model_pages.h"
-#include "tests/test_pages.h"
+#include "tests/support/model_pages.h"
+#include "tests/support/geometries.h"
+#include "tests/support/test_pages.h"
 
 namespace slimkv::testing {
 namespace {
@@ -31,17 +32,15 @@ std::vector<Geometry> Geometries() {
       slim_x{v1::MODE_SLIM, v1::PAGE_INPUT_X}, xc{v1::MODE_XCACHE, v1::PAGE_INPUT_KV},
       xc_x{v1::MODE_XCACHE, v1::PAGE_INPUT_X}, proj{v1::MODE_LATENT, v1::PAGE_INPUT_KV},
       lat{v1::MODE_LATENT, v1::PAGE_INPUT_LATENT}, full_lat{v1::MODE_FULL, v1::PAGE_INPUT_LATENT};
-  SyntheticModel mha2mla = Make("mha2mla", 64, 4, 4, 16);
-  mha2mla.kv_lora_rank = 8;
-  mha2mla.rope_dim = 4;
+  const auto g = [](const char* name) { return client::TestGeometry(name); };
   return {
-      {"mha_square", Make("llama", 64, 4, 4, 16), {full, slim, slim_x, xc, xc_x, proj}},
-      {"gqa", Make("llama", 48, 4, 2, 16), {full, xc, xc_x, proj}},  // e = 32 < d = 48 < 2e
-      {"wide_t5", Make("t5", 32, 4, 4, 16), {full, slim, xc, xc_x, proj}},
-      {"qwen2_biases", Make("qwen2", 64, 4, 4, 16), {full, slim, xc, xc_x, proj}},
-      {"phi3_partial_rotary", Make("phi3", 64, 4, 4, 16), {full, slim, xc, proj}},
-      {"deepseek_mla", Make("deepseek", 64, 4, 4, 16), {lat, full_lat}},
-      {"mha2mla", mha2mla, {lat, full_lat}},
+      {"mha_square", g("mha_square"), {full, slim, slim_x, xc, xc_x, proj}},
+      {"gqa", g("gqa"), {full, xc, xc_x, proj}},
+      {"wide_t5", g("wide_t5"), {full, slim, xc, xc_x, proj}},
+      {"qwen2_biases", g("qwen2_biases"), {full, slim, xc, xc_x, proj}},
+      {"phi3_partial", g("phi3_partial"), {full, slim, xc, proj}},
+      {"deepseek_mla", g("deepseek_mla"), {lat, full_lat}},
+      {"mha2mla", g("mha2mla"), {lat, full_lat}},
   };
 }
 

@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 #include "tests/daemon_process.h"
-#include "tests/test_pages.h"
+#include "tests/support/test_pages.h"
 
 namespace slimkv::testing {
 namespace {

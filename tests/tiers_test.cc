@@ -11,17 +11,27 @@
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/utilities/options_util.h>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "cache/disk_tier.h"
-#include "cache/internal/disk_tier_rocksdb.h"
-#include "clients/cpp/synthetic_model.h"
+#include "cache/store/disk_tier.h"
+#include "tests/support/synthetic_model.h"
 #include "tests/daemon_process.h"
-#include "tests/test_pages.h"
+#include "tests/support/test_pages.h"
 
 namespace slimkv::testing {
 namespace {
+
+// The options the daemon opened its disk tier with, as RocksDB persisted them beside the data.
+rocksdb::Options PersistedOptions(const std::string& path) {
+  rocksdb::DBOptions db;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  const rocksdb::Status s =
+      rocksdb::LoadLatestOptions(rocksdb::ConfigOptions(), path, &db, &families);
+  EXPECT_TRUE(s.ok() && !families.empty()) << s.ToString();
+  return families.empty() ? rocksdb::Options() : rocksdb::Options(db, families[0].options);
+}
 
 // SyntheticModel{} pages of 16 tokens in bf16 cost 65792 bytes each in the host tier.
 constexpr uint64_t kPageCost = 4 * 2 * 16 * 256 * 2 + 256;
@@ -208,7 +218,7 @@ TEST(Tiers, KillNineWithSyncLosesNoAcknowledgedPage) {
   {
     rocksdb::DB* raw = nullptr;
     const std::string path = daemon.dir() + "/data/pages";
-    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(cache::internal::DiskTierDbOptions({}), path, &raw).ok());
+    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(PersistedOptions(path), path, &raw).ok());
     std::unique_ptr<rocksdb::DB> db(raw);
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}));
     for (it->SeekToFirst(); it->Valid(); it->Next()) ++records;
@@ -239,7 +249,7 @@ TEST(Tiers, KillNineWithSyncLosesNoAcknowledgedPage) {
 // Flips one byte of the RocksDB value under `key_hex` at `offset` (from the end when negative).
 void FlipByte(const std::string& db_path, const std::string& key_hex, int64_t offset) {
   rocksdb::DB* raw = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(cache::internal::DiskTierDbOptions({}), db_path, &raw).ok());
+  ASSERT_TRUE(rocksdb::DB::Open(PersistedOptions(db_path), db_path, &raw).ok());
   std::unique_ptr<rocksdb::DB> db(raw);
   const std::string key = absl::HexStringToBytes(key_hex);
   std::string value;

@@ -1,7 +1,5 @@
 #include "cache/model/attention_weights.h"
 
-#include <openssl/evp.h>
-
 #include <cstring>
 #include <memory>
 #include <string>
@@ -218,15 +216,8 @@ absl::StatusOr<MatrixF64> WeightToMatrixF64(const TensorView& weight) {
 
 absl::StatusOr<Fingerprint> ModelFingerprint(const ModelConfig& config,
                                              const SafetensorsDir* weights) {
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                              &EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError("OpenSSL SHA-256 init failed");
-  }
-  bool ok = true;
-  auto update = [&](const void* p, size_t n) {
-    ok = ok && EVP_DigestUpdate(ctx.get(), p, n) == 1;
-  };
+  Sha256Hasher sha;
+  auto update = [&](const void* p, size_t n) { sha.Update(p, n); };
   std::string head = "slimkv-model-fingerprint-v1";
   head.push_back('\0');
   const std::string geometry = CanonicalGeometry(config);
@@ -272,10 +263,7 @@ absl::StatusOr<Fingerprint> ModelFingerprint(const ModelConfig& config,
     }
   }
   Fingerprint out;
-  unsigned int len = 0;
-  if (!ok || EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1 || len != out.size()) {
-    return absl::InternalError("OpenSSL SHA-256 failed");
-  }
+  if (!sha.Finish(&out)) return absl::InternalError("OpenSSL SHA-256 failed");
   return out;
 }
 

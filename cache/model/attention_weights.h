@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "cache/model/model_config.h"
 #include "cache/model/safetensors.h"
+#include "cache/model/sha256.h"
 
 namespace slimkv::cache {
 
@@ -72,7 +73,7 @@ struct MatrixF64 {
 // Converts a view of any rank to float64, in storage order (biases, norms).
 std::vector<double> ViewToF64(const TensorView& view);
 
-using Fingerprint = std::array<uint8_t, 32>;
+using Fingerprint = Digest;
 
 // SHA-256 over CanonicalGeometry(config) and, when `weights` is not null, every layer's used
 // tensors (name, dtype, shape, bytes), as docs/model-fingerprint.md describes byte by byte.

@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "cache/model/model_test_util.h"
+#include "tests/support/model_test_util.h"
 #include "gtest/gtest.h"
 
 namespace slimkv::cache {

@@ -472,6 +472,20 @@ const char* RopeScalingTypeName(RopeScalingType t) {
   return "unknown";
 }
 
+std::string SlimMisfit(const ModelConfig& c) {
+  const int64_t d = c.hidden_size, e = int64_t{c.num_kv_heads} * c.k_head_dim;
+  if (e >= d) return "";
+  return absl::StrCat("slim needs rank(W_K) = d, i.e. e = h_kv*d_h >= d; here e = ",
+                      c.num_kv_heads, "*", c.k_head_dim, " = ", e, " < d = ", d,
+                      " (GQA): V is not a function of K");
+}
+
+std::string XcacheMisfit(const ModelConfig& c) {
+  const int64_t d = c.hidden_size, e = int64_t{c.num_kv_heads} * c.k_head_dim;
+  if (d < 2 * e) return "";
+  return absl::StrCat("not worth it: x has d = ", d, " elements, K and V together 2e = ", 2 * e);
+}
+
 const char* LatentLayoutName(LatentLayout l) {
   switch (l) {
     case LatentLayout::kNone: return "none";

@@ -10,16 +10,14 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "kernels/rope.h"
 
 namespace slimkv::cache {
 
-// How RoPE pairs the dimensions of one head it rotates (SPEC §2).
-enum class RopePairing {
-  kHalfSplit,    // HF Llama `rotate_half`: dim i with i + rotary_dim/2
-  kInterleaved,  // GPT-J / DeepSeek: dim 2i with 2i+1
-};
-
-enum class RopeScalingType { kNone, kLinear, kDynamicNtk, kYarn, kLlama3 };
+// RoPE's vocabulary is the kernels' (kernels/rope.h): how a head's dims pair (SPEC §2) and the
+// frequency schedule config.json names.
+using RopePairing = kernels::RopePairing;
+using RopeScalingType = kernels::RopeScalingType;
 
 // `rope_scaling` of config.json. Fields not used by `type` keep their defaults.
 struct RopeScaling {
@@ -103,6 +101,13 @@ struct ModelConfig {
 // Canonical byte encoding of the geometry (fixed field order, little-endian): the geometry
 // part of the model fingerprint, documented byte by byte in docs/model-fingerprint.md.
 std::string CanonicalGeometry(const ModelConfig& config);
+
+// The geometry rules of the modes for models without MLA (SPEC §2), shared by the planner and
+// the codec: the reason the mode does not fit `config`, or "" when it does.
+//   slim needs rank(W_K) = d, i.e. e = h_kv·d_h >= d (else V is not a function of K);
+//   xcache pays only when x is smaller than K and V together, d < 2e.
+std::string SlimMisfit(const ModelConfig& config);
+std::string XcacheMisfit(const ModelConfig& config);
 
 // Names used in messages and docs, e.g. "half_split", "yarn".
 const char* RopePairingName(RopePairing p);

@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-#include "cache/model/model_test_util.h"
+#include "tests/support/model_test_util.h"
 #include "gtest/gtest.h"
 
 namespace slimkv::cache {

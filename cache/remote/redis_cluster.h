@@ -30,8 +30,7 @@
 // Security: AUTH with ACL user + password (Redis 6+), or the default user's password. No TLS:
 // hiredis 0.14 (Debian 12's libhiredis-dev) has no TLS support (libhiredis-ssl arrived in
 // hiredis 1.0), so keep the cluster on a trusted network or loopback.
-#ifndef SLIMKV_CACHE_REMOTE_REDIS_CLUSTER_H_
-#define SLIMKV_CACHE_REMOTE_REDIS_CLUSTER_H_
+#pragma once
 
 #include <cstdint>
 #include <memory>
@@ -160,5 +159,3 @@ class RedisCluster {
 };
 
 }  // namespace slimkv::remote
-
-#endif  // SLIMKV_CACHE_REMOTE_REDIS_CLUSTER_H_

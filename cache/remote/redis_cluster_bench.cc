@@ -32,7 +32,7 @@
 #include "cache/remote/internal/hash_slot.h"
 #include "cache/remote/internal/redis_connection.h"
 #include "cache/remote/redis_cluster.h"
-#include "cache/remote/testing/local_cluster.h"
+#include "tests/support/local_redis_cluster.h"
 
 ABSL_FLAG(int, rounds, 8, "batches per phase (after one warm-up batch)");
 ABSL_FLAG(int64_t, batch_bytes, 256 << 20, "record bytes per batch");

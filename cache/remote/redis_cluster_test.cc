@@ -24,7 +24,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cache/remote/internal/hash_slot.h"
-#include "cache/remote/testing/local_cluster.h"
+#include "tests/support/local_redis_cluster.h"
 #include "gtest/gtest.h"
 
 namespace slimkv::remote {
@@ -281,14 +281,14 @@ Migration StartMigration(LocalCluster& cluster, int slot) {
 }
 void FinishMigration(LocalCluster& cluster, int slot, const Migration& m) {
   const std::string s = absl::StrCat(slot);
-  absl::StatusOr<internal::ReplyPtr> keys = LocalCluster::Command(m.from, {"CLUSTER", "GETKEYSINSLOT", s, "1000"});
+  absl::StatusOr<testing::ReplyPtr> keys = LocalCluster::Command(m.from, {"CLUSTER", "GETKEYSINSLOT", s, "1000"});
   ASSERT_TRUE(keys.ok()) << keys.status();
   if ((*keys)->elements > 0) {
     std::vector<std::string> migrate = {"MIGRATE", "127.0.0.1", absl::StrCat(m.to), "", "0", "5000", "KEYS"};
     for (size_t i = 0; i < (*keys)->elements; ++i) {
       migrate.emplace_back((*keys)->element[i]->str, (*keys)->element[i]->len);
     }
-    absl::StatusOr<internal::ReplyPtr> moved = LocalCluster::Command(m.from, migrate);
+    absl::StatusOr<testing::ReplyPtr> moved = LocalCluster::Command(m.from, migrate);
     ASSERT_TRUE(moved.ok()) << moved.status();
   }
   const std::vector<int> masters = *cluster.Masters(cluster.base_port());

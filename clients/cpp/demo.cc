@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "clients/cpp/slimkv_client.h"
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50551", "slimkvd gRPC address");
 ABSL_FLAG(std::string, model_dir, "",

@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "cache/model/model_config.h"
 #include "cache/model/safetensors.h"
-#include "cache/planner.h"
+#include "cache/codec/planner.h"
 #include "nlohmann/json.hpp"
 
 namespace slimkv::client {

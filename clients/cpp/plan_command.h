@@ -1,4 +1,4 @@
-// `slimkv plan MODEL_DIR`: the capacity planner (cache/planner.h) as a local command — no
+// `slimkv plan MODEL_DIR`: the capacity planner (cache/codec/planner.h) as a local command — no
 // daemon. From config.json alone it prints bytes per token per layer and the ratio to full for
 // every mode and quantizer; with *.safetensors in MODEL_DIR also κ, the predicted error per
 // input dtype and the mode each layer takes under the tolerance.

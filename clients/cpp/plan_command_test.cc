@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "clients/cpp/synthetic_model.h"
+#include "tests/support/synthetic_model.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 

@@ -46,20 +46,4 @@ std::vector<int> LatentHeadMap(const LatentLayout& l) {
   return map;
 }
 
-absl::Status ValidateAttentionParams(const AttentionParams& p, int kv_heads) {
-  if (kv_heads <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("attention: kv heads ", kv_heads, " <= 0"));
-  }
-  if (p.h_q <= 0 || p.h_q % kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("attention: h_q ", p.h_q,
-                                                   " is not a positive multiple of the ",
-                                                   kv_heads, " KV heads"));
-  }
-  if (!std::isfinite(p.scale)) return absl::InvalidArgumentError("attention: scale not finite");
-  if (!std::isfinite(p.softcap) || p.softcap < 0) {
-    return absl::InvalidArgumentError("attention: softcap must be finite and >= 0");
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace slimkv::kernels::internal

@@ -1,5 +1,5 @@
-// Helpers shared by the codec and attention references and fast paths: dtype loads/stores,
-// column maps and shape checks.
+// Helpers shared by the codec and attention references and fast paths: dtype loads/stores and
+// column maps.
 // Internal to kernels/.
 //
 // Thread-safety: stateless functions.
@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "kernels/attention.h"
 #include "kernels/codec_layer.h"
 
 namespace slimkv::kernels::internal {
@@ -27,9 +26,5 @@ std::vector<int> ProjectedKColumns(const KvCodecLayer& l);
 // [heads, k_head_dim]: for each position of a K head, n ≥ 0 for nope dim n of that head, or
 // −(j+1) for rope dim j.
 std::vector<int> LatentHeadMap(const LatentLayout& l);
-
-// OK when p.h_q is a positive multiple of `kv_heads` (> 0), scale is finite and softcap is
-// finite and ≥ 0; else INVALID_ARGUMENT naming the field.
-[[nodiscard]] absl::Status ValidateAttentionParams(const AttentionParams& p, int kv_heads);
 
 }  // namespace slimkv::kernels::internal

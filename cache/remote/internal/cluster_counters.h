@@ -1,7 +1,6 @@
 // The cluster client's counters, bumped from any thread (relaxed atomics: each is a tally, none
 // orders anything). Internally synchronized. RedisCluster::stats() snapshots them.
-#ifndef SLIMKV_CACHE_REMOTE_INTERNAL_CLUSTER_COUNTERS_H_
-#define SLIMKV_CACHE_REMOTE_INTERNAL_CLUSTER_COUNTERS_H_
+#pragma once
 
 #include <atomic>
 #include <cstdint>
@@ -32,5 +31,3 @@ struct ClusterCounters {
 };
 
 }  // namespace slimkv::remote::internal
-
-#endif  // SLIMKV_CACHE_REMOTE_INTERNAL_CLUSTER_COUNTERS_H_

@@ -1,7 +1,6 @@
 // One Redis node as the cluster client sees it: its address, a pool of idle connections, and
 // its health (consecutive failures, and until when it is skipped). Internally synchronized.
-#ifndef SLIMKV_CACHE_REMOTE_INTERNAL_CLUSTER_NODE_H_
-#define SLIMKV_CACHE_REMOTE_INTERNAL_CLUSTER_NODE_H_
+#pragma once
 
 #include <memory>
 #include <mutex>
@@ -62,5 +61,3 @@ class ClusterNode {
 };
 
 }  // namespace slimkv::remote::internal
-
-#endif  // SLIMKV_CACHE_REMOTE_INTERNAL_CLUSTER_NODE_H_

@@ -2,8 +2,7 @@
 // between the first '{' and the next '}' is hashed when that part is non-empty (a "hash tag").
 // This is the Redis Cluster specification's algorithm (cluster-spec, "Keys distribution model"),
 // so a key lands on the slot `CLUSTER KEYSLOT` reports. Pure functions: thread-safe.
-#ifndef SLIMKV_CACHE_REMOTE_INTERNAL_HASH_SLOT_H_
-#define SLIMKV_CACHE_REMOTE_INTERNAL_HASH_SLOT_H_
+#pragma once
 
 #include <cstdint>
 
@@ -20,5 +19,3 @@ uint16_t Crc16Xmodem(absl::string_view bytes);
 int KeySlot(absl::string_view key);
 
 }  // namespace slimkv::remote::internal
-
-#endif  // SLIMKV_CACHE_REMOTE_INTERNAL_HASH_SLOT_H_

@@ -9,8 +9,7 @@
 // memory. hiredis 0.14's own output buffer would copy each value twice and, on every partial
 // write of a non-blocking socket, memmove what is left (quadratic in a pipeline of 8 MiB pages).
 // hiredis 0.14 (Debian 12) has no TLS; connections are plain TCP.
-#ifndef SLIMKV_CACHE_REMOTE_INTERNAL_REDIS_CONNECTION_H_
-#define SLIMKV_CACHE_REMOTE_INTERNAL_REDIS_CONNECTION_H_
+#pragma once
 
 #include <hiredis/hiredis.h>
 
@@ -105,5 +104,3 @@ class RedisConnection {
 };
 
 }  // namespace slimkv::remote::internal
-
-#endif  // SLIMKV_CACHE_REMOTE_INTERNAL_REDIS_CONNECTION_H_
