@@ -55,7 +55,10 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
     h.add_page_modes(static_cast<v1::Mode>(page->mode));
     h.add_page_quants(static_cast<v1::Quant>(page->quant));
     h.add_page_tiers(static_cast<v1::Tier>(tier));
-    for (const cache::StoredLayer& l : page->layers) h.add_layer_modes(static_cast<v1::Mode>(l.mode));
+    for (const cache::StoredLayer& l : page->layers) {
+      h.add_layer_modes(static_cast<v1::Mode>(l.mode));
+      h.add_layer_quants(static_cast<v1::Quant>(l.quant));
+    }
   }
   s->header_.set_pages(s->pages());
   return s;
