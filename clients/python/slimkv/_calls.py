@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from typing import Optional, Sequence
 
 import grpc
 
 from . import _wire as W
 from . import _tensors as T
-from .errors import InvalidArgument
+from .errors import DeadlineExceeded, InvalidArgument
 from .v1 import admin_pb2, admin_pb2_grpc, cache_pb2 as pb, cache_pb2_grpc, config_pb2
 
 
@@ -128,6 +129,25 @@ def _policy(d: dict) -> "config_pb2.TenantPolicy":
     return config_pb2.TenantPolicy(**d)
 
 
+
+
+class _FactorsWait:
+    """register(wait_for_factors=...): how long to pause before registering again, None once the
+    factors are no longer pending; DeadlineExceeded past the limit (True: 600 s)."""
+
+    def __init__(self, wait_for_factors):
+        self.limit = 600.0 if wait_for_factors is True else float(wait_for_factors or 0)
+        self.end, self.pause = time.monotonic() + self.limit, 0.02
+
+    def next_pause(self, model) -> Optional[float]:
+        if self.limit <= 0 or model.factors != "pending":
+            return None
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"register: factors of {model.model_id} still pending after "
+                                   f"{self.limit:g} s")
+        pause, self.pause = min(self.pause, left), min(self.pause * 2, 1.0)
+        return pause
 
 
 class _GetState:

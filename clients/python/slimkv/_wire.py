@@ -122,7 +122,8 @@ INPUTS = {"kv": (1, (ROLE_K, ROLE_V)), "x": (2, (ROLE_X,)), "latent": (3, (ROLE_
 def put_requests(model: Model, tokens: Sequence[int], first_page: int, mode, quant,
                  tensors: dict, chunk_bytes: int) -> Iterator[pb.PutRequest]:
     """The Put stream. `tensors` maps "k"/"v"/"x"/"latent" to per-layer tensors whose first
-    dimension covers pages [first_page, len(tokens) // page_tokens)."""
+    dimension covers pages [first_page, len(tokens) // page_tokens). Checks the arguments
+    here (InvalidArgument), before any message is sent."""
     if chunk_bytes <= 0:
         raise InvalidArgument("chunk_bytes: must be > 0")
     given = {name for name, t in tensors.items() if t is not None}
@@ -141,12 +142,23 @@ def put_requests(model: Model, tokens: Sequence[int], first_page: int, mode, qua
                                   f"{model.num_layers}")
         layers[role] = []
         for l, t in enumerate(per_layer):
-            flat, code, shape = T.to_bytes(t)
+            try:
+                flat, code, shape = T.to_bytes(t)
+            except ValueError as e:
+                raise InvalidArgument(f"{names[role]}[{l}]: {e}") from None
             if not shape or shape[0] != pages * pt:
                 raise InvalidArgument(f"{names[role]}[{l}]: {shape[0] if shape else 0} rows; pages "
                                       f"{first_page}..{first_page + pages} take {pages * pt}")
             layers[role].append((flat, code, (pt,) + tuple(shape[1:])))
 
+    mode, quant = mode_code(mode), quant_code(quant)
+    return _put_stream(model, tokens, first_page, mode, quant, input_code, roles, layers, pages,
+                       chunk_bytes)
+
+
+def _put_stream(model, tokens, first_page, mode, quant, input_code, roles, layers, pages,
+                chunk_bytes):
+    pt = model.page_tokens
     msg = pb.PutRequest()
     h = msg.header
     h.model_id = model.model_id
@@ -161,7 +173,9 @@ def put_requests(model: Model, tokens: Sequence[int], first_page: int, mode, qua
             for role in roles:
                 flat, code, shape = layers[role][l]
                 size = flat.size // pages
-                data = memoryview(flat[p * size:(p + 1) * size])
+                # google-crc32c reads bytes only: one copy of the tensor, sliced into chunks
+                # (a slice covering all of it is the same object).
+                data = flat[p * size:(p + 1) * size].tobytes()
                 off = 0
                 while off < size:
                     n = min(chunk_bytes - packed, size - off)
@@ -174,7 +188,7 @@ def put_requests(model: Model, tokens: Sequence[int], first_page: int, mode, qua
                         c.header.shape.extend(shape)
                         c.header.crc32c = google_crc32c.value(data)
                     c.offset = off
-                    c.data = data[off:off + n].tobytes()
+                    c.data = data[off:off + n]
                     off += n
                     packed += n
                     if packed >= chunk_bytes:

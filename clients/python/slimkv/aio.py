@@ -3,15 +3,14 @@ arguments, results and exceptions). One per event loop."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Optional, Sequence
 
 import grpc
 
 from . import _factors
 from . import _wire as W
-from ._calls import TLS, _Calls
-from .errors import DeadlineExceeded, from_rpc_error
+from ._calls import TLS, _Calls, _FactorsWait
+from .errors import from_rpc_error
 from .v1 import admin_pb2, cache_pb2 as pb
 
 
@@ -44,8 +43,11 @@ class Client(_Calls):
                        timeout: Optional[float] = None) -> W.Model:
         req = self._register_request(model_dir, config_json, page_tokens)
         model = W.Model.from_response(await self._call(self._cache.RegisterModel, req, timeout))
-        if wait_for_factors is False or wait_for_factors is None:
-            return model
+        wait = _FactorsWait(wait_for_factors)
+        while (pause := wait.next_pause(model)) is not None:
+            await asyncio.sleep(pause)
+            model = W.Model.from_response(await self._call(self._cache.RegisterModel, req, timeout))
+        return model
         limit = 600.0 if wait_for_factors is True else float(wait_for_factors)
         end, pause = time.monotonic() + limit, 0.02
         while model.factors == "pending":

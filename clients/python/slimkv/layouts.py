@@ -97,8 +97,7 @@ class Paged(W.Sink):
         want = {"flash": 5, "flashinfer_nhd": 5, "flashinfer_hnd": 5, "mla": 3}[layout]
         if len(shape) != want:
             raise InvalidArgument(f"caches[0]: shape {shape} is not {layout}'s {want} dimensions")
-        self.block_size = {"flash": shape[2], "flashinfer_nhd": shape[2],
-                           "flashinfer_hnd": shape[3], "mla": shape[1]}[layout]
+        self.block_size = shape[{"flash": 2, "flashinfer_nhd": 2, "flashinfer_hnd": 3, "mla": 1}[layout]]
         self.num_blocks = shape[0] if layout != "flash" else shape[1]
         for b in self.block_ids:
             if not 0 <= b < self.num_blocks:

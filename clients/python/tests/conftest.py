@@ -6,7 +6,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # slimkvd.py, model.py
 
 import slimkv  # noqa: E402
-from model import DeepSeek, Llama  # noqa: E402
+from slimkv.testing import DeepSeek, Llama  # noqa: E402
 from slimkvd import Daemon  # noqa: E402
 
 # Lossy layers (projected latent, quantizers) keep their representation up to this relative
@@ -35,12 +35,16 @@ def llama_spec():
     return Llama()
 
 
-@pytest.fixture(scope="session")
-def llama(client, llama_spec, tmp_path_factory):
-    path = llama_spec.write(tmp_path_factory.mktemp("llama"))
+def _register(client, spec, tmp_path_factory, name):
+    path = spec.write(tmp_path_factory.mktemp(name))
     m = client.register(str(path), page_tokens=16, wait_for_factors=120)
     assert m.factors == "ready", m.factors_detail
     return m
+
+
+@pytest.fixture(scope="session")
+def llama(client, llama_spec, tmp_path_factory):
+    return _register(client, llama_spec, tmp_path_factory, "llama")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +54,4 @@ def deepseek_spec():
 
 @pytest.fixture(scope="session")
 def deepseek(client, deepseek_spec, tmp_path_factory):
-    path = deepseek_spec.write(tmp_path_factory.mktemp("deepseek"))
-    m = client.register(str(path), page_tokens=16, wait_for_factors=120)
-    assert m.factors == "ready", m.factors_detail
-    return m
+    return _register(client, deepseek_spec, tmp_path_factory, "deepseek")

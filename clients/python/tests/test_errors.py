@@ -23,7 +23,7 @@ def _corrupt_crc(client, llama, tokens, k, v):
         raise slimkv.errors.from_rpc_error(e) from None
 
 
-def _cases(client, llama, tokens, k, v):
+def _cases(client, llama, spec, tokens, k, v):
     bad_id = "ab" * 32
     q = np.zeros((llama.num_q_heads, llama.head_dim), np.float32)
     return [
@@ -41,10 +41,10 @@ def _cases(client, llama, tokens, k, v):
          lambda: _corrupt_crc(client, llama, tokens, k, v)),
         ("put: latent input to a non-MLA model", slimkv.FailedPrecondition, "input",
          lambda: client.put(llama, tokens, latent=[np.zeros((32, 8), np.float32)] * 2)),
-        ("put: fp64 K", ValueError, "dtype",
+        ("put: fp64 K", slimkv.InvalidArgument, "k[0]",
          lambda: client.put(llama, tokens, k=[a.astype(np.float64) for a in k], v=v)),
         ("register: page_tokens not a power of two", slimkv.InvalidArgument, "page_tokens",
-         lambda: client.register("/nonexistent", page_tokens=3)),
+         lambda: client.register(config_json=spec.config(), page_tokens=3)),
         ("register: relative model_dir", slimkv.InvalidArgument, "model_dir",
          lambda: client.register("relative/dir")),
         ("register: missing model_dir", slimkv.NotFound, "model_dir",
@@ -75,7 +75,7 @@ def test_bad_inputs(client, llama, llama_spec):
     client.put(llama, tokens[:16], k=[a[:16] for a in k], v=[a[:16] for a in v])  # page 0 stored
     before = _store(client, llama, tokens)
     assert before[2] == 16
-    cases = _cases(client, llama, tokens, k, v)
+    cases = _cases(client, llama, llama_spec, tokens, k, v)
     assert len(cases) >= 12
     failures = []
     for name, exc, field, call in cases:
@@ -102,6 +102,18 @@ def test_error_carries_code(client):
     assert isinstance(e.value, slimkv.Error)
 
 
-def test_deadline(client, llama):
-    with pytest.raises(slimkv.DeadlineExceeded):
-        client.lookup(llama, [1] * 16, timeout=1e-6)
+def test_deadline_on_every_call():
+    """A server that accepts TCP and never answers: each call ends at the client's deadline."""
+    import socket
+    import time
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with slimkv.Client(f"127.0.0.1:{silent.getsockname()[1]}", deadline=0.3) as c:
+            for call in (c.stats, lambda: c.lookup("ab" * 32, [1] * 16),
+                         lambda: c.get(slimkv.Model("ab" * 32, 16, 1, 8, 1, 1, 8, 8, 0, 1, 0,
+                                                    "llama", "ready"), [1] * 16)):
+                t0 = time.monotonic()
+                with pytest.raises(slimkv.DeadlineExceeded):
+                    call()
+                assert time.monotonic() - t0 < 5

@@ -1,21 +1,28 @@
-"""Synthetic model directories (config.json + model.safetensors written with numpy) and the
-float64 truth of what an engine caches, recomputed from the weights (SPEC §2)."""
+"""Synthetic model directories for tests, the demo and the benchmark (config.json + model.safetensors
+written with numpy; no checkpoint download), and the float64 truth of what an engine caches,
+recomputed from the weights (SPEC §2). numpy only."""
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
+import shutil
+import signal
 import struct
+import subprocess
+import tempfile
+import time
 
 import numpy as np
 
-import slimkv
+from . import _tensors as _T
 
 
 def write_safetensors(path: pathlib.Path, tensors: dict) -> None:
     """tensors: name -> float32 array, written as BF16 (values are made bf16-exact)."""
     header, blobs, off = {}, [], 0
     for name, a in tensors.items():
-        raw = slimkv.float32_to_bf16(a).tobytes()
+        raw = _T.float32_to_bf16(a).tobytes()
         header[name] = {"dtype": "BF16", "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
         off += len(raw)
@@ -24,8 +31,15 @@ def write_safetensors(path: pathlib.Path, tensors: dict) -> None:
     path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
+def write_model_dir(path: pathlib.Path, config: dict, tensors: dict) -> pathlib.Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    write_safetensors(path / "model.safetensors", tensors)
+    return path
+
+
 def bf16_exact(a: np.ndarray) -> np.ndarray:
-    return slimkv.bf16_to_float32(slimkv.float32_to_bf16(a.astype(np.float32)))
+    return _T.bf16_to_float32(_T.float32_to_bf16(a.astype(np.float32)))
 
 
 class Llama:
@@ -36,8 +50,9 @@ class Llama:
         self.theta = theta
         rng = np.random.default_rng(seed)
         e = kv_heads * head_dim
-        # HF orientation: k_proj.weight is [e, d] = W_K^T.
-        self.wk = [bf16_exact(rng.normal(0, d ** -0.5, (e, d))) for _ in range(layers)]
+        # HF orientation: k_proj.weight is [e, d] = W_K^T. W_K orthogonal (then rounded to bf16),
+        # κ ≈ 1, so slim holds in bf16 too; ill-conditioned layers are cache/'s tests' business.
+        self.wk = [bf16_exact(np.linalg.qr(rng.normal(0, 1, (e, d)))[0]) for _ in range(layers)]
         self.wv = [bf16_exact(rng.normal(0, d ** -0.5, (e, d))) for _ in range(layers)]
 
     def config(self) -> dict:
@@ -49,14 +64,11 @@ class Llama:
                 "vocab_size": 32000, "torch_dtype": "bfloat16"}
 
     def write(self, path: pathlib.Path) -> pathlib.Path:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(self.config()))
         t = {}
         for l in range(self.layers):
             p = f"model.layers.{l}.self_attn."
             t[p + "k_proj.weight"], t[p + "v_proj.weight"] = self.wk[l], self.wv[l]
-        write_safetensors(path / "model.safetensors", t)
-        return path
+        return write_model_dir(path, self.config(), t)
 
     def kv(self, layer: int, x: np.ndarray, first_pos: int = 0):
         """float64 K (post-RoPE) and V [T, h_kv, d_h] from x [T, d] at positions first_pos.."""
@@ -103,16 +115,13 @@ class DeepSeek:
                 "torch_dtype": "bfloat16"}
 
     def write(self, path: pathlib.Path) -> pathlib.Path:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(self.config()))
         t = {}
         for l in range(self.layers):
             p = f"model.layers.{l}.self_attn."
             t[p + "kv_a_proj_with_mqa.weight"] = self.kv_a[l]
             t[p + "kv_a_layernorm.weight"] = np.ones(self.rank, np.float32)
             t[p + "kv_b_proj.weight"] = self.kv_b[l]
-        write_safetensors(path / "model.safetensors", t)
-        return path
+        return write_model_dir(path, self.config(), t)
 
     def kv(self, layer: int, latent: np.ndarray):
         """float64 K [T, heads, nope + rope] and V [T, heads, d_v] from latent rows."""
@@ -124,3 +133,48 @@ class DeepSeek:
         v = np.einsum("tc,hic->thi", c, w[:, self.head_dim:])
         k = np.concatenate([k_nope, np.broadcast_to(r[:, None, :], (T, self.heads, self.rope_dim))], -1)
         return k, v
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Daemon:
+    """A slimkvd of its own: a temp dir with a config (listen on 127.0.0.1:0), --ready_file to
+    learn the ports, bounded start-up, SIGTERM (then SIGKILL) and the dir removed on stop()."""
+
+    def __init__(self, slimkvd: str, config: str = ""):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="slimkvd-py-"))
+        conf = self.dir / "slimkvd.conf"
+        conf.write_text(config + f'\nlisten: "127.0.0.1:0"\nmetrics_listen: "127.0.0.1:0"\n'
+                        f'data_dir: "{self.dir}/data"\n')
+        ready = self.dir / "ready"
+        self.log = open(self.dir / "slimkvd.log", "wb")
+        self.proc = subprocess.Popen([slimkvd, f"--config={conf}", f"--ready_file={ready}"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            parts = ready.read_text().split() if ready.exists() else []
+            if len(parts) >= 2:
+                self.port, self.metrics_port = int(parts[0]), int(parts[1])
+                self.target = f"127.0.0.1:{self.port}"
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"slimkvd exited at start-up:\n{self.logtext()}")
+            time.sleep(0.02)  # polling a file the daemon writes once
+        self.stop()
+        raise RuntimeError("slimkvd did not become ready within 20 s")
+
+    def logtext(self) -> str:
+        return (self.dir / "slimkvd.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
