@@ -1,5 +1,5 @@
 """What SlimKV is for, in one run (ops/demo.sh): the same prompts stored in full, slim, xcache and
-the projected latent (a Llama-geometry MHA model) and in the native latent (a DeepSeek-geometry
+the projected latent, and slim + int8 (a Llama-geometry MHA model) and in the native latent (a DeepSeek-geometry
 MLA model), stored vs logical bytes per mode, and what comes back checked against the engine's
 own K and V (recomputed in float64 from the weights).
 
@@ -46,25 +46,27 @@ def main():
     print(f"{'model / mode':<24}{'logical MiB':>12}{'stored MiB':>12}{'ratio':>8}"
           f"{'max rel err K':>15}{'max rel err V':>15}  layers kept")
     ok = True
-    for mode in ("full", "slim", "xcache", "latent"):
+    for n, (mode, quant) in enumerate([("full", "none"), ("slim", "none"), ("slim", "int8"),
+                                       ("xcache", "none"), ("latent", "none")]):
         logical = stored = 0
         err_k = err_v = 0.0
         kept = total = 0
         for i, (tokens, kv) in enumerate(prompts):
-            tokens = [t + 40000 * (mode != "full") + 1000 * ("slim xcache latent".find(mode) + 1)
-                      for t in tokens]  # each mode its own prefixes
+            tokens = [t + 40000 * n for t in tokens]  # each mode its own prefixes
             ks = [slimkv.float32_to_bf16(k.astype(np.float32)) for k, _ in kv]
             vs = [slimkv.float32_to_bf16(v.astype(np.float32)) for _, v in kv]
-            r = c.put(m, tokens, k=ks, v=vs, mode=mode, quant="none")
+            r = c.put(m, tokens, k=ks, v=vs, mode=mode, quant=quant)
             logical += sum(a.nbytes for a in ks + vs)
             stored += r.stored_bytes
             g = c.get(m, tokens, dtype="fp32")
             for l, (k64, v64) in enumerate(kv):
                 err_k, err_v = max(err_k, rel(g.k[l], k64)), max(err_v, rel(g.v[l], v64))
-            kept += sum(lm == mode for p in g.layer_modes for lm in p)
+            kept += sum(lm == mode and lq == quant for p, q in zip(g.layer_modes, g.layer_quants)
+                        for lm, lq in zip(p, q))
             total += sum(len(p) for p in g.layer_modes)
         ok &= err_k < 0.02 and err_v < 0.02
-        print(f"{'llama / ' + mode:<24}{logical / 2**20:>12.2f}{stored / 2**20:>12.2f}"
+        name = f"llama / {mode}" + (f"+{quant}" if quant != "none" else "")
+        print(f"{name:<24}{logical / 2**20:>12.2f}{stored / 2**20:>12.2f}"
               f"{stored / logical:>8.2f}{err_k:>15.2e}{err_v:>15.2e}  {kept}/{total}")
     # MLA: the engine caches the latent; full stores K and V, latent the engine's own latent.
     for mode in ("full", "latent"):
