@@ -12,6 +12,7 @@ constraints=$PWD/clients/python/constraints.txt
 stamp=$venv/.slimkv-constraints
 want=$(sha256sum "$constraints" | cut -c1-64)
 if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  [[ -e $venv && ! -f $venv/pyvenv.cfg ]] && { echo "$venv exists and is not a venv" >&2; exit 1; }
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
   # torch (the optional extra; slimkv.codecs and the tests use it) comes from PyPI with its CUDA
