@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import grpc
 

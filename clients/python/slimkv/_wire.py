@@ -5,7 +5,7 @@ every tensor received."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import google_crc32c
 import numpy as np
