@@ -34,7 +34,7 @@ def main():
                    wait_for_factors=300)
     ml = c.register(str(deepseek.write(pathlib.Path(tmp) / "deepseek")),
                     page_tokens=64, wait_for_factors=300)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng()  # fresh prompts each run: the data dir keeps earlier ones
     pt = m.page_tokens
     prompts = []
     for i in range(args.prompts):
