@@ -3,14 +3,15 @@
 # a venv from Debian's python3 at ${SLIMKV_VENV:-~/.cache/slimkv/venv}, every package from PyPI
 # pinned by clients/python/constraints.txt (the one pin list), then the slimkv package itself
 # built from this checkout (its stubs generated from proto/). Idempotent: the packages are
-# installed again only when the constraints change; the package is rebuilt every time (seconds)
+# installed again only when the constraints (or this script) change; the package is rebuilt every time (seconds)
 # so that it follows proto/. Prints the venv's path last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${SLIMKV_VENV:-$HOME/.cache/slimkv/venv}
 constraints=$PWD/clients/python/constraints.txt
 stamp=$venv/.slimkv-constraints
-want=$(sha256sum "$constraints" | cut -c1-64)
+# The pins and this script's package list decide the venv's contents.
+want=$(cat "$constraints" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-64)
 if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   [[ -e $venv && ! -f $venv/pyvenv.cfg ]] && { echo "$venv exists and is not a venv" >&2; exit 1; }
   rm -rf "$venv"
