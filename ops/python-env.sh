@@ -6,12 +6,13 @@
 # installed again only when the constraints (or this script) change; the package is rebuilt every time (seconds)
 # so that it follows proto/. Prints the venv's path last.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+script=$(readlink -f "${BASH_SOURCE[0]}")
+cd "$(dirname "$script")/.."
 venv=${SLIMKV_VENV:-$HOME/.cache/slimkv/venv}
 constraints=$PWD/clients/python/constraints.txt
 stamp=$venv/.slimkv-constraints
 # The pins and this script's package list decide the venv's contents.
-want=$(cat "$constraints" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-64)
+want=$(cat "$constraints" "$script" | sha256sum | cut -c1-64)
 if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   [[ -e $venv && ! -f $venv/pyvenv.cfg ]] && { echo "$venv exists and is not a venv" >&2; exit 1; }
   rm -rf "$venv"
