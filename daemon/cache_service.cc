@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "daemon/attend_handler.h"
+#include "daemon/factors_handler.h"
 #include "daemon/get_streamer.h"
 #include "daemon/token_span.h"
 #include "daemon/grpc_status.h"
@@ -203,6 +204,11 @@ grpc::ServerUnaryReactor* CacheService::Attend(grpc::CallbackServerContext* ctx,
   return TenantUnary(ctx, *auth_, metrics_, "Attend", [&](const std::string& tenant) {
     return HandleAttend(cache_, gpu_, tenant, *request, response, metrics_);
   });
+}
+
+grpc::ServerWriteReactor<v1::GetLayerFactorsResponse>* CacheService::GetLayerFactors(
+    grpc::CallbackServerContext* ctx, const v1::GetLayerFactorsRequest* request) {
+  return StartLayerFactorsStream(ctx, *auth_, metrics_, *cache_, *request, get_chunk_bytes_);
 }
 
 // Reads a Put stream message by message into a PutAssembler.

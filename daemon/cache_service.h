@@ -52,6 +52,8 @@ class CacheService final : public v1::Cache::CallbackService {
   grpc::ServerUnaryReactor* Attend(grpc::CallbackServerContext* ctx,
                                    const v1::AttendRequest* request,
                                    v1::AttendResponse* response) override;
+  grpc::ServerWriteReactor<v1::GetLayerFactorsResponse>* GetLayerFactors(
+      grpc::CallbackServerContext* ctx, const v1::GetLayerFactorsRequest* request) override;
 
  private:
   class PutReactor;

@@ -56,7 +56,10 @@ absl::StatusOr<std::unique_ptr<GetStreamer>> GetStreamer::Start(cache::KvCache* 
     h.add_page_modes(ToWire(page->mode));
     h.add_page_quants(ToWire(page->quant));
     h.add_page_tiers(ToWire(tier));
-    for (const cache::StoredLayer& l : page->layers) h.add_layer_modes(ToWire(l.mode));
+    for (const cache::StoredLayer& l : page->layers) {
+      h.add_layer_modes(ToWire(l.mode));
+      h.add_layer_quants(ToWire(l.quant));
+    }
   }
   s->header_.set_pages(s->pages());
   return s;

@@ -10,6 +10,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "cache/store/page_memory.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
@@ -54,6 +56,14 @@ absl::StatusOr<slimkv::v1::DaemonConfig> LoadConfig() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("slimkvd [--config FILE] [--listen HOST:PORT] ...");
+  // Abseil's --help lists the flags of files named after the program (slimkvd.cc); ours live
+  // in daemon/main.cc, so say which files hold them, or --help prints "No flags matched".
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "daemon/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   slimkv::cache::KeepFreedPageMemory();
 

@@ -14,6 +14,9 @@ for _ in $(seq 100); do [[ -s build/slimkvd.ready ]] && break; sleep 0.1; done
 rm -f build/slimkvd.ready
 
 build/clients/cpp/slimkv_demo
+echo "--- the same prompts in every mode (clients/python/examples/demo.py)"
+venv=$(ops/python-env.sh | tail -1)
+"$venv/bin/python" clients/python/examples/demo.py
 echo "--- slimkv stats"
 build/clients/cpp/slimkv stats
 echo "--- a few of slimkvd's metrics (http://127.0.0.1:9551/metrics)"

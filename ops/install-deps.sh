@@ -14,7 +14,7 @@ packages=(
   libhiredis-dev redis-server redis-tools
   prometheus
   nlohmann-json3-dev
-  openssl curl python3 python3-yaml python3-numpy python3-grpcio python3-protobuf
+  openssl curl python3 python3-venv python3-yaml python3-numpy python3-grpcio python3-protobuf
 )
 
 missing=()
@@ -28,3 +28,7 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# The Python client's environment (a venv of PyPI packages pinned by
+# clients/python/constraints.txt; installed once per machine, then reused).
+"$(dirname "$0")/python-env.sh" >/dev/null

@@ -33,20 +33,28 @@ void KvCache::SetNamespace(const std::string& tenant, const std::string& key_nam
   namespaces_[tenant] = key_namespace;
 }
 
-absl::StatusOr<ResolvedPrefix> KvCache::Resolve(absl::string_view tenant,
-                                                absl::string_view model_id,
-                                                std::span<const uint32_t> tokens) const {
+absl::StatusOr<std::shared_ptr<const RegisteredModel>> KvCache::FindModel(
+    absl::string_view model_id) const {
   Digest unused;
   if (!FromHex(model_id, &unused)) {
     return absl::InvalidArgumentError(
         absl::StrCat("model_id: expected 64 lower-case hex digits, got '",
                      model_id.substr(0, 80), "'"));
   }
-  ResolvedPrefix out;
-  out.model = models_.Find(model_id);
-  if (out.model == nullptr) {
+  std::shared_ptr<const RegisteredModel> model = models_.Find(model_id);
+  if (model == nullptr) {
     return absl::NotFoundError(absl::StrCat("model_id: ", model_id, " is not registered"));
   }
+  return model;
+}
+
+absl::StatusOr<ResolvedPrefix> KvCache::Resolve(absl::string_view tenant,
+                                                absl::string_view model_id,
+                                                std::span<const uint32_t> tokens) const {
+  ResolvedPrefix out;
+  absl::StatusOr<std::shared_ptr<const RegisteredModel>> model = FindModel(model_id);
+  if (!model.ok()) return model.status();
+  out.model = *std::move(model);
   if (tokens.empty()) return absl::InvalidArgumentError("tokens: empty");
   if (tokens.size() > options_.max_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("tokens: ", tokens.size(),

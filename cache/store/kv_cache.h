@@ -137,6 +137,11 @@ class KvCache {
   const DiskTier* disk() const { return disk_.get(); }
   const KvCacheOptions& options() const { return options_; }
 
+  // The registered model `model_id` names.
+  // INVALID_ARGUMENT: model_id not 64 lower-case hex digits. NOT_FOUND: not registered.
+  [[nodiscard]] absl::StatusOr<std::shared_ptr<const RegisteredModel>> FindModel(
+      absl::string_view model_id) const;
+
   // Resolves `model_id` and computes the tenant's keys for the whole pages of `tokens`.
   // INVALID_ARGUMENT: model_id malformed, tokens empty or longer than max_tokens.
   // NOT_FOUND: model_id not registered.
