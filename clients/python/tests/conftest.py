@@ -55,3 +55,17 @@ def deepseek_spec():
 @pytest.fixture(scope="session")
 def deepseek(client, deepseek_spec, tmp_path_factory):
     return _register(client, deepseek_spec, tmp_path_factory, "deepseek")
+
+
+def pytest_report_header(config):
+    """One line on the engines the suite runs (installed once per machine by ops/python-env.sh)."""
+    import importlib.metadata as md
+    sys_prefix = sys.prefix
+    vers = []
+    for pkg in ("torch", "transformers"):
+        try:
+            vers.append(f"{pkg} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            vers.append(f"{pkg} missing")
+    return (f"engines: {', '.join(vers)} from {sys_prefix} (large packages installed once per "
+            f"machine by ops/python-env.sh, kept until constraints.txt changes)")
