@@ -107,7 +107,8 @@ TEST(Rope, ScalingSchedules) {
 
 // With fp32_angles (the default) the frequencies are float32 numbers, as HF transformers forms
 // them in float32 (clients/python/tests/test_hf_reference.py compares them bit for bit with
-// its inv_freq buffers): each within a few float32 ulps of the float64 schedule.
+// its inv_freq buffers): each within a few float32 ulps (llama3 blends in float32 too) of the
+// float64 schedule.
 TEST(Rope, Float32ScheduleFollowsIt) {
   for (RopeScalingType type : {RopeScalingType::kNone, RopeScalingType::kLinear,
                                RopeScalingType::kDynamicNtk, RopeScalingType::kYarn,
@@ -122,7 +123,7 @@ TEST(Rope, Float32ScheduleFollowsIt) {
     ASSERT_EQ(f32.size(), f64.size());
     for (size_t j = 0; j < f32.size(); ++j) {
       EXPECT_EQ(static_cast<double>(static_cast<float>(f32[j])), f32[j]) << j;
-      EXPECT_NEAR(f32[j], f64[j], 4e-7 * f64[j]) << static_cast<int>(type) << " " << j;
+      EXPECT_NEAR(f32[j], f64[j], 1e-6 * f64[j]) << static_cast<int>(type) << " " << j;
     }
   }
 }
