@@ -57,15 +57,18 @@ def deepseek(client, deepseek_spec, tmp_path_factory):
     return _register(client, deepseek_spec, tmp_path_factory, "deepseek")
 
 
-def pytest_report_header(config):
-    """One line on the engines the suite runs (installed once per machine by ops/python-env.sh)."""
+def pytest_sessionstart(session):
+    """One line, also under -q, on the engines the suite runs (installed once per machine by
+    ops/python-env.sh)."""
     import importlib.metadata as md
-    sys_prefix = sys.prefix
     vers = []
     for pkg in ("torch", "transformers"):
         try:
             vers.append(f"{pkg} {md.version(pkg)}")
         except md.PackageNotFoundError:
             vers.append(f"{pkg} missing")
-    return (f"engines: {', '.join(vers)} from {sys_prefix} (large packages installed once per "
+    line = (f"engines: {', '.join(vers)} from {sys.prefix} (large packages installed once per "
             f"machine by ops/python-env.sh, kept until constraints.txt changes)")
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(line)
