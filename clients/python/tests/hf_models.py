@@ -13,6 +13,8 @@ import pathlib  # noqa: E402
 import torch  # noqa: E402
 import transformers as tf  # noqa: E402
 
+from slimkv.integrations.hf import cache_layers  # noqa: E402
+
 VOCAB = 256
 
 # Published RoPE settings, scaled to the small models (original lengths kept).
@@ -119,8 +121,5 @@ def build_t5(path: pathlib.Path, seed: int = 0):
 
 def layer_kv(cache, layer: int):
     """K, V of one layer of a transformers cache (batch 1): [T, h_kv, d] each."""
-    if hasattr(cache, "layers"):
-        k, v = cache.layers[layer].keys, cache.layers[layer].values
-    else:
-        k, v = cache.key_cache[layer], cache.value_cache[layer]
+    k, v = cache_layers(cache)[layer]
     return k[0].transpose(0, 1).contiguous(), v[0].transpose(0, 1).contiguous()
