@@ -36,22 +36,23 @@ def hf_forward(model, offset: int):
         return model(input_ids=ids, position_ids=pos, use_cache=True).past_key_values
 
 
-def put_get(client, m, k, v, offset, mode, *, latent=None):
+def put_get(client, m, k, v, offset, mode, *, latent=None, quant="none"):
+    """(GetResult, PutResponse) of fresh pages at `offset` stored in mode + quant."""
     tokens = tokens_for(offset)
     first = offset // PAGE
     kw = {"latent": latent} if latent is not None else {"k": k, "v": v}
-    client.put(m, tokens, first_page=first, mode=mode, **kw)
+    put = client.put(m, tokens, first_page=first, mode=mode, quant=quant, **kw)
     r = client.get(m, tokens, first_page=first, dtype="fp32")
     assert len(r.layer_modes) == T // PAGE, r.page_modes
     assert all(lm == [mode] * m.num_layers for lm in r.layer_modes), (mode, r.layer_modes)
-    return r
+    return r, put
 
 
 def check_modes(client, m, cache, offset, modes):
     L = m.num_layers
     k, v = zip(*(layer_kv(cache, l) for l in range(L)))
     for mode in modes:
-        r = put_get(client, m, list(k), list(v), offset, mode)
+        r, _ = put_get(client, m, list(k), list(v), offset, mode)
         for l in range(L):
             ek, ev = rel(r.k[l], k[l].numpy()), rel(r.v[l], v[l].numpy())
             assert ek <= TOL[mode] and ev <= TOL[mode], (mode, offset, l, ek, ev)
@@ -119,13 +120,41 @@ def test_deepseek_v3_latent_equals_transformers(client, tmp_path):
                 kk, vv = model.model.layers[l].self_attn.expand_kv(c_kv, k_rope)
             k.append(kk[0].transpose(0, 1).contiguous())
             v.append(vv[0].transpose(0, 1).contiguous())
-        r = put_get(client, m, None, None, offset, "latent", latent=latent)
+        r, _ = put_get(client, m, None, None, offset, "latent", latent=latent)
         for l in range(L):
             ek, ev = rel(r.k[l], k[l].numpy()), rel(r.v[l], v[l].numpy())
             assert ek <= TOL["latent"] and ev <= TOL["latent"], (offset, l, ek, ev)
-        r = put_get(client, m, k, v, offset, "full")
+        r, _ = put_get(client, m, k, v, offset, "full")
         for l in range(L):
             assert rel(r.k[l], k[l].numpy()) == 0 and rel(r.v[l], v[l].numpy()) == 0
+        # int4 on this latent exceeds the tenant's 0.25 tolerance: the daemon stores it full
+        check_quants(client, m, offset, {"latent": latent}, k, v, ("latent",), ("fp8", "int8"))
+
+
+# Quantizers (SPEC §2, docs/quantizers.md): lossy; each page's error is what the daemon measured
+# on the put (verify_one_in 1 in conftest), and at most this (relative, transformers' K/V).
+QUANT_CAP = {"fp8": 0.1, "int8": 0.05, "int4": 0.3}
+
+
+def check_quants(client, m, offset, inputs, k, v, modes, quants=tuple(QUANT_CAP)):
+    for mode in modes:
+        for quant in quants:
+            cap = QUANT_CAP[quant]
+            r, put = put_get(client, m, inputs.get("k"), inputs.get("v"), offset, mode,
+                             latent=inputs.get("latent"), quant=quant)
+            bound = min(max(put.max_measured_error, 0) * 1.05 + 1e-6, cap)
+            for l in range(m.num_layers):
+                ek, ev = rel(r.k[l], k[l].numpy()), rel(r.v[l], v[l].numpy())
+                assert max(ek, ev) <= bound, (mode, quant, offset, l, ek, ev, put.max_measured_error)
+
+
+@pytest.mark.parametrize("arch,rope", [("llama", "llama3"), ("qwen2", "yarn")])
+def test_quantized_modes_equal_transformers_within_measured_error(client, tmp_path, arch, rope):
+    model, path = build(arch, tmp_path / "m", rope)
+    m = register(client, path)
+    cache = hf_forward(model, FAR)
+    k, v = zip(*(layer_kv(cache, l) for l in range(m.num_layers)))
+    check_quants(client, m, FAR, {"k": list(k), "v": list(v)}, k, v, ARCHS[arch])
 
 
 def test_t5_cross_attention_kv_equals_transformers(client, tmp_path):
