@@ -181,6 +181,19 @@ def test_dynamic_ntk_refuses_all_but_full(client, tmp_path):
     for mode in ("slim", "xcache"):
         with pytest.raises(slimkv.FailedPrecondition, match="dynamic"):
             put_get(client, m, list(k), list(v), FAR, mode)
+    # a tenant whose policy is slim: the pages are stored, every layer full
+    from slimkvd import Daemon
+    d = Daemon("default_policy { mode: MODE_SLIM quant: QUANT_NONE error_tolerance: 0.25 }")
+    try:
+        with slimkv.Client(d.target, deadline=60) as c:
+            m2 = register(c, path)
+            tokens = tokens_for(0)
+            c.put(m2, tokens, k=list(k), v=list(v))
+            r = c.get(m2, tokens, dtype="fp32")
+            assert r.layer_modes == [["full"] * m2.num_layers] * (T // PAGE), r.layer_modes
+            assert all(rel(r.k[l], k[l].numpy()) == 0 for l in range(m2.num_layers))
+    finally:
+        d.stop()
 
 
 def test_partial_rotary_refused_where_transformers_ignores_it(client, tmp_path):
