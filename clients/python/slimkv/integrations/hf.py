@@ -13,6 +13,7 @@ Batch size 1; models whose cache transformers keeps as a DynamicCache of full-at
 (llama, mistral without sliding window, qwen2, phi3; not gemma2's sliding layers)."""
 from __future__ import annotations
 
+import inspect
 import logging
 
 import numpy as np
@@ -29,6 +30,13 @@ def _dynamic_cache(model):
         return DynamicCache(config=model.config)
     except TypeError:  # transformers < 4.56
         return DynamicCache()
+
+
+def _cache_kwarg(model) -> str:
+    """The name generate and forward take the cache by: `cache` from transformers 5.2x (where
+    `past_key_values` is deprecated), `past_key_values` before (5.19 has only that)."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def cache_layers(cache):
@@ -105,6 +113,7 @@ class PrefixCache:
         # mask spans the whole input (transformers 5.25 _prefill: without a mask it feeds the
         # whole prompt again, after the cached tokens). Batch 1, no padding: all ones.
         kw.setdefault("attention_mask", torch.ones_like(input_ids))
-        out = self.hf.generate(input_ids, past_key_values=cache, use_cache=True, **kw)
+        kw[_cache_kwarg(self.hf)] = cache
+        out = self.hf.generate(input_ids, use_cache=True, **kw)
         self.save([int(t) for t in out[0]], cache, hit)
         return out
