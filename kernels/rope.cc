@@ -19,6 +19,33 @@ double YarnCorrectionDim(double rotations, int dim, double base, double max_pos)
   return dim * std::log(max_pos / (rotations * 2.0 * std::numbers::pi)) / (2.0 * std::log(base));
 }
 
+// The RoPE base: theta, raised by dynamic NTK past the original length (python floats: double).
+double Base(const RopeParams& p) {
+  const RopeScaling& s = p.scaling;
+  double base = p.theta;
+  if (s.type == RopeScalingType::kDynamicNtk) {
+    const double seq = std::max<double>(s.dynamic_seq_len, s.original_max_position_embeddings);
+    base *= std::pow(s.factor * seq / s.original_max_position_embeddings - (s.factor - 1.0),
+                     p.rotary_dim / (p.rotary_dim - 2.0));
+  }
+  return base;
+}
+
+// YaRN's ramp between extrapolated (j < low) and interpolated (j > high) frequencies.
+void YarnRange(const RopeParams& p, double base, double* low, double* high) {
+  const RopeScaling& s = p.scaling;
+  const int dim = p.rotary_dim;
+  *low = YarnCorrectionDim(s.beta_fast, dim, base, s.original_max_position_embeddings);
+  *high = YarnCorrectionDim(s.beta_slow, dim, base, s.original_max_position_embeddings);
+  if (s.truncate) {
+    *low = std::floor(*low);
+    *high = std::ceil(*high);
+  }
+  *low = std::max(*low, 0.0);
+  *high = std::min(*high, dim - 1.0);
+  if (*low == *high) *high += 0.001;
+}
+
 // The scaling factor on the keys: a when applied through cos/sin, else 1.
 double KeyScale(const RopeParams& p) {
   return p.attention_factor_in_cos_sin ? RopeAttentionFactor(p) : 1.0;
@@ -72,16 +99,14 @@ absl::Status ValidateRopeParams(const RopeParams& p) {
   return absl::OkStatus();
 }
 
-std::vector<double> RopeInvFreq(const RopeParams& p) {
+namespace {
+
+// The float64 schedule (fp32_angles = false): exact frequencies, for the oracle.
+std::vector<double> RopeInvFreqF64(const RopeParams& p) {
   const int dim = p.rotary_dim;
   const int half = dim / 2;
   const RopeScaling& s = p.scaling;
-  double base = p.theta;
-  if (s.type == RopeScalingType::kDynamicNtk) {
-    const double seq = std::max<double>(s.dynamic_seq_len, s.original_max_position_embeddings);
-    base *= std::pow(s.factor * seq / s.original_max_position_embeddings - (s.factor - 1.0),
-                     dim / (dim - 2.0));
-  }
+  const double base = Base(p);
   std::vector<double> inv(half);
   for (int j = 0; j < half; ++j) inv[j] = 1.0 / std::pow(base, 2.0 * j / dim);
 
@@ -93,15 +118,8 @@ std::vector<double> RopeInvFreq(const RopeParams& p) {
       for (double& f : inv) f /= s.factor;
       break;
     case RopeScalingType::kYarn: {
-      double low = YarnCorrectionDim(s.beta_fast, dim, base, s.original_max_position_embeddings);
-      double high = YarnCorrectionDim(s.beta_slow, dim, base, s.original_max_position_embeddings);
-      if (s.truncate) {
-        low = std::floor(low);
-        high = std::ceil(high);
-      }
-      low = std::max(low, 0.0);
-      high = std::min(high, dim - 1.0);
-      if (low == high) high += 0.001;
+      double low, high;
+      YarnRange(p, base, &low, &high);
       for (int j = 0; j < half; ++j) {
         // extrapolation weight: 1 for high frequencies (j < low), 0 for low ones (j > high).
         const double ramp = std::clamp((j - low) / (high - low), 0.0, 1.0);
@@ -128,6 +146,69 @@ std::vector<double> RopeInvFreq(const RopeParams& p) {
     }
   }
   return inv;
+}
+
+// HF transformers' modeling_rope_utils, operation for operation in float32 (torch's default
+// dtype): base ** (arange(0, dim, 2) / dim), 1 / that, then the scaling's float32 arithmetic.
+// Python scalars meet float32 tensors as float32; python-only arithmetic stays double.
+std::vector<double> RopeInvFreqF32(const RopeParams& p) {
+  const int dim = p.rotary_dim;
+  const int half = dim / 2;
+  const RopeScaling& s = p.scaling;
+  const double base = Base(p);
+  const float base_f = static_cast<float>(base);
+  const float factor = static_cast<float>(s.factor);
+  std::vector<float> pos_freqs(half), inv(half);
+  for (int j = 0; j < half; ++j) {
+    const float e = static_cast<float>(2 * j) / static_cast<float>(dim);
+    pos_freqs[j] = static_cast<float>(std::pow(static_cast<double>(base_f), static_cast<double>(e)));
+    inv[j] = 1.0f / pos_freqs[j];
+  }
+  switch (s.type) {
+    case RopeScalingType::kNone:
+    case RopeScalingType::kDynamicNtk:
+      break;
+    case RopeScalingType::kLinear:
+      for (float& f : inv) f /= factor;
+      break;
+    case RopeScalingType::kYarn: {
+      double low, high;
+      YarnRange(p, base, &low, &high);
+      const float lo = static_cast<float>(low), span = static_cast<float>(high - low);
+      for (int j = 0; j < half; ++j) {
+        const float ramp = std::clamp((static_cast<float>(j) - lo) / span, 0.0f, 1.0f);
+        const float extrapolate = 1.0f - ramp;
+        const float interpolation = 1.0f / (factor * pos_freqs[j]);
+        inv[j] = interpolation * (1.0f - extrapolate) + inv[j] * extrapolate;
+      }
+      break;
+    }
+    case RopeScalingType::kLlama3: {
+      const double old_len = static_cast<double>(s.original_max_position_embeddings);
+      const float low_wavelen = static_cast<float>(old_len / s.low_freq_factor);
+      const float high_wavelen = static_cast<float>(old_len / s.high_freq_factor);
+      const float two_pi = static_cast<float>(2.0 * std::numbers::pi);
+      const float old_len_f = static_cast<float>(old_len);
+      const float lff = static_cast<float>(s.low_freq_factor);
+      const float span = static_cast<float>(s.high_freq_factor - s.low_freq_factor);
+      for (float& f : inv) {
+        const float wavelen = (1.0f / f) * two_pi;  // python `2π / t`: reciprocal, then times
+        const float llama = wavelen > low_wavelen ? f / factor : f;
+        const float smooth = ((1.0f / wavelen) * old_len_f - lff) / span;
+        const float smoothed = (1.0f - smooth) * llama / factor + smooth * llama;
+        const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+        f = medium ? smoothed : llama;
+      }
+      break;
+    }
+  }
+  return std::vector<double>(inv.begin(), inv.end());
+}
+
+}  // namespace
+
+std::vector<double> RopeInvFreq(const RopeParams& p) {
+  return p.fp32_angles ? RopeInvFreqF32(p) : RopeInvFreqF64(p);
 }
 
 double RopeAttentionFactor(const RopeParams& p) {

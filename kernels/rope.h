@@ -58,7 +58,7 @@ struct RopeParams {
   // HF transformers (and vLLM) scale cos/sin by the YaRN attention factor, so cached keys carry
   // it. DeepSeek's reference code folds it into the softmax scale instead: set false there.
   bool attention_factor_in_cos_sin = true;
-  // Engines build their cos/sin cache from float32 inv_freq and float32 p·inv_freq. For the
+  // Engines build their cos/sin cache from float32 inv_freq (RopeInvFreq) and float32 p·inv_freq. For the
   // round trip un-rotate → rotate only consistency matters, but V reconstructed from K_raw
   // needs the engine's own angles (a float64 angle differs by up to p·2^-24 rad), so by
   // default the angle is formed the way engines do and only cos/sin are evaluated in double.
@@ -68,7 +68,10 @@ struct RopeParams {
 // OK, or INVALID_ARGUMENT naming the bad field.
 [[nodiscard]] absl::Status ValidateRopeParams(const RopeParams& p);
 
-// inv_freq[j], j < rotary_dim/2, in float64, after scaling. REQUIRES: ValidateRopeParams ok.
+// inv_freq[j], j < rotary_dim/2, after scaling. With fp32_angles (the engines' convention) the
+// values are float32 numbers computed as HF transformers computes them (every step in float32,
+// so they match its inv_freq buffer bit for bit); otherwise exact float64.
+// REQUIRES: ValidateRopeParams ok.
 std::vector<double> RopeInvFreq(const RopeParams& p);
 
 // The YaRN attention factor (1 for other scaling types), whether or not it is applied to keys.

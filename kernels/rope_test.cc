@@ -65,6 +65,7 @@ TEST(Rope, ScalingSchedules) {
   RopeParams base;
   base.head_dim = base.rotary_dim = 128;
   base.theta = 500000;
+  base.fp32_angles = false;  // the float64 schedule; Float32ScheduleFollowsIt checks the other
   const std::vector<double> plain = RopeInvFreq(base);
   EXPECT_DOUBLE_EQ(plain[0], 1.0);
   EXPECT_NEAR(plain[1], std::pow(500000.0, -2.0 / 128), 1e-15);
@@ -102,6 +103,29 @@ TEST(Rope, ScalingSchedules) {
   RopeParams bad = base;
   bad.rotary_dim = 7;
   EXPECT_EQ(ValidateRopeParams(bad).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// With fp32_angles (the default) the frequencies are float32 numbers, as HF transformers forms
+// them in float32 (clients/python/tests/test_hf_reference.py compares them bit for bit with
+// its inv_freq buffers): each within a few float32 ulps (llama3 blends in float32 too) of the
+// float64 schedule.
+TEST(Rope, Float32ScheduleFollowsIt) {
+  for (RopeScalingType type : {RopeScalingType::kNone, RopeScalingType::kLinear,
+                               RopeScalingType::kDynamicNtk, RopeScalingType::kYarn,
+                               RopeScalingType::kLlama3}) {
+    RopeParams p;
+    p.head_dim = p.rotary_dim = 96;
+    p.theta = 10000;
+    p.scaling = {.type = type, .factor = 4, .original_max_position_embeddings = 4096};
+    const std::vector<double> f32 = RopeInvFreq(p);
+    p.fp32_angles = false;
+    const std::vector<double> f64 = RopeInvFreq(p);
+    ASSERT_EQ(f32.size(), f64.size());
+    for (size_t j = 0; j < f32.size(); ++j) {
+      EXPECT_EQ(static_cast<double>(static_cast<float>(f32[j])), f32[j]) << j;
+      EXPECT_NEAR(f32[j], f64[j], 1e-6 * f64[j]) << static_cast<int>(type) << " " << j;
+    }
+  }
 }
 
 }  // namespace

@@ -15,12 +15,16 @@ stamp=$venv/.slimkv-constraints
 want=$(cat "$constraints" "$script" | sha256sum | cut -c1-64)
 if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   [[ -e $venv && ! -f $venv/pyvenv.cfg ]] && { echo "$venv exists and is not a venv" >&2; exit 1; }
-  rm -rf "$venv"
-  /usr/bin/python3 -m venv "$venv"
-  # torch (the optional extra; slimkv.codecs and the tests use it) comes from PyPI with its CUDA
-  # wheels: docs/python.md "Installing" says why and what it costs.
+  [[ -x $venv/bin/python ]] || /usr/bin/python3 -m venv "$venv"
+  # In place when the venv exists (pip changes only what the constraints changed), so that
+  # checkouts with different pin lists do not rebuild each other's venv from nothing.
+  # torch (slimkv.codecs, the tests) comes from PyPI with its CUDA wheels and transformers is
+  # the engine of slimkv.integrations.hf: docs/python.md "Installing" and docs/engines.md say
+  # why and what they cost. Both are downloaded once per machine and kept until the pins change.
+  echo "python-env: installing the pinned packages into $venv (torch, transformers: once per machine)" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check -c "$constraints" \
-    setuptools grpcio-tools grpcio protobuf numpy google-crc32c pytest safetensors torch
+    setuptools grpcio-tools grpcio protobuf numpy google-crc32c pytest safetensors torch \
+    transformers >&2
   echo "$want" > "$stamp"
 fi
 PIP_CONSTRAINT=$constraints "$venv/bin/pip" install -q --disable-pip-version-check --no-deps \

@@ -96,6 +96,8 @@ std::optional<kernels::RopeParams> RopeParamsOf(const ModelConfig& c) {
   p.scaling.beta_slow = s.beta_slow;
   p.scaling.mscale = s.mscale;
   p.scaling.mscale_all_dim = s.mscale_all_dim;
+  p.scaling.attention_factor = s.attention_factor;
+  p.scaling.truncate = s.truncate;
   p.scaling.low_freq_factor = s.low_freq_factor;
   p.scaling.high_freq_factor = s.high_freq_factor;
   return p;
@@ -303,6 +305,13 @@ absl::Status ModelCodec::Supports(Mode m, PageInput input) const {
     return absl::FailedPreconditionError(absl::StrCat(
         "mode ", ModeName(m), " from ", input == PageInput::kKv ? "K,V" : "this input",
         " needs the model's weights; it was registered from config.json alone"));
+  }
+  if (m != Mode::kFull && !mla && config_.rope.scaling.type == RopeScalingType::kDynamicNtk) {
+    // The engine rotated each key with a base that grows with the length of the forward pass
+    // that computed it, which a page does not record: K_raw cannot be recovered exactly.
+    return absl::FailedPreconditionError(absl::StrCat(
+        ModeName(m), ": dynamic NTK RoPE: a key's rotation depends on the length of the forward "
+        "pass that computed it, which a page does not record; only full applies"));
   }
   switch (m) {
     case Mode::kFull:

@@ -145,11 +145,12 @@ bool IsSupported(const std::string& arch) {
   return false;
 }
 
-// `rope_scaling` (HF names; "rope_type" is the current key, "type" the older one).
-void ReadRopeScaling(FieldReader& top, uint32_t max_positions, RopeScaling& out) {
-  const Json* obj = top.Object("rope_scaling");
+// The scaling fields of `obj`, the object named `name` ("rope_scaling", or transformers 5's
+// "rope_parameters"; "rope_type" is the current key, "type" the older one).
+void ReadRopeScaling(FieldReader& top, const Json* obj, const char* name, uint32_t max_positions,
+                     RopeScaling& out) {
   if (obj == nullptr) return;
-  FieldReader r(*obj, "rope_scaling");
+  FieldReader r(*obj, name);
   std::string type = r.Has("rope_type") ? r.String("rope_type", std::nullopt)
                                         : r.String("type", std::string("default"));
   if (!r.ok()) return top.Fail(r.status().message());
@@ -158,7 +159,7 @@ void ReadRopeScaling(FieldReader& top, uint32_t max_positions, RopeScaling& out)
     // Per-dimension factors switch between short and long sets with the total sequence
     // length, so the rotation at position p is not a function of p alone: a stored K_raw
     // could not be re-rotated exactly. Refuse rather than reconstruct wrongly.
-    return top.Fail(absl::StrCat("config.json: rope_scaling type \"", type,
+    return top.Fail(absl::StrCat("config.json: ", name, " type \"", type,
                                  "\" is not supported (rotation depends on sequence length)"));
   }
   const double factor = r.Number("factor", 1, 1e6, std::nullopt);
@@ -170,8 +171,12 @@ void ReadRopeScaling(FieldReader& top, uint32_t max_positions, RopeScaling& out)
     out.type = RopeScalingType::kYarn;
     out.beta_fast = r.Number("beta_fast", 0, 1e6, 32.0);
     out.beta_slow = r.Number("beta_slow", 0, 1e6, 1.0);
-    out.mscale = r.Number("mscale", 0, 1e6, 1.0);
+    // transformers: attention_factor when given, else mscale / mscale_all_dim when both are
+    // given (and non-zero), else 0.1·ln(factor) + 1. Absent reads as 0.
+    out.mscale = r.Number("mscale", 0, 1e6, 0.0);
     out.mscale_all_dim = r.Number("mscale_all_dim", 0, 1e6, 0.0);
+    out.attention_factor = r.Number("attention_factor", 0, 1e6, 0.0);
+    out.truncate = r.Bool("truncate", true);
     out.original_max_position_embeddings =
         static_cast<uint32_t>(r.Integer("original_max_position_embeddings", 1, kMaxPositions,
                                         max_positions));
@@ -182,14 +187,55 @@ void ReadRopeScaling(FieldReader& top, uint32_t max_positions, RopeScaling& out)
     out.original_max_position_embeddings = static_cast<uint32_t>(
         r.Integer("original_max_position_embeddings", 1, kMaxPositions, std::nullopt));
     if (r.ok() && out.high_freq_factor <= out.low_freq_factor) {
-      r.Fail("config.json: rope_scaling.high_freq_factor must exceed low_freq_factor");
+      r.Fail(absl::StrCat("config.json: ", name, ".high_freq_factor must exceed low_freq_factor"));
     }
   } else {
-    r.Fail(absl::StrCat("config.json: rope_scaling type \"", type,
+    r.Fail(absl::StrCat("config.json: ", name, " type \"", type,
                         "\" is not one of linear, dynamic, yarn, llama3"));
   }
   out.factor = factor;
   if (!r.ok()) top.Fail(r.status().message());
+}
+
+// RoPE of config.json: transformers 5 writes one "rope_parameters" object (rope_type,
+// rope_theta, partial_rotary_factor, the scaling fields); older configs have top-level
+// rope_theta / partial_rotary_factor and a "rope_scaling" object. Sets theta, the scaling and,
+// when `partial_ok` (the architecture's attention rotates only the first
+// int(head_dim · partial_rotary_factor) dims, as transformers' Phi3 does), rotary_dim. Where the
+// architecture rotates the whole head, a partial_rotary_factor other than 1 is refused: the
+// engine would not rotate as the config says, and SlimKV would not know which.
+void ReadRope(FieldReader& r, uint32_t head_dim, bool partial_ok, RopeConfig& rope) {
+  const Json* params = r.Object("rope_parameters");
+  const char* name = params != nullptr ? "rope_parameters" : "rope_scaling";
+  if (params != nullptr) {
+    for (const auto& [key, value] : params->items()) {
+      if (value.is_object()) {
+        return r.Fail(absl::StrCat("config.json: rope_parameters.", key,
+                                   ": RoPE per layer type is not supported"));
+      }
+    }
+  }
+  static const Json kNone = Json::object();
+  FieldReader p(params != nullptr ? *params : kNone, name);
+  const double top_theta = r.Number("rope_theta", 1e-9, 1e12, 10000.0);
+  rope.theta = p.Number("rope_theta", 1e-9, 1e12, top_theta);
+  const double top_partial = r.Number("partial_rotary_factor", 1e-9, 1, 1.0);
+  const double partial = p.Number("partial_rotary_factor", 1e-9, 1, top_partial);
+  if (!p.ok()) return r.Fail(p.status().message());
+  if (partial != 1.0 && r.ok()) {
+    if (!partial_ok) {
+      return r.Fail(absl::StrCat("config.json: partial_rotary_factor = ", partial,
+                                 " is not supported for this model_type (its attention rotates "
+                                 "the whole head)"));
+    }
+    rope.rotary_dim = static_cast<uint32_t>(head_dim * partial);  // int(head_dim * factor)
+    if (rope.rotary_dim == 0 || rope.rotary_dim % 2 != 0) {
+      return r.Fail(absl::StrCat("config.json: partial_rotary_factor gives rotary_dim ",
+                                 rope.rotary_dim, "; it must be even and positive"));
+    }
+  }
+  ReadRopeScaling(r, params != nullptr ? params : r.Object("rope_scaling"), name,
+                  rope.max_position_embeddings, rope.scaling);
 }
 
 void CheckProduct(FieldReader& r, const char* what, uint64_t a, uint64_t b) {
@@ -265,24 +311,14 @@ void ReadDecoder(FieldReader& r, ModelConfig& c) {
   }
   c.fused_qkv = c.architecture == "phi3";
 
-  c.rope.theta = r.Number("rope_theta", 1e-9, 1e12, 10000.0);
   c.rope.pairing = RopePairing::kHalfSplit;
   c.rope.max_position_embeddings =
       static_cast<uint32_t>(r.Integer("max_position_embeddings", 1, kMaxPositions));
   c.rope.rotary_dim = head_dim;
-  if (c.architecture == "phi3" && r.Has("partial_rotary_factor")) {
-    const double f = r.Number("partial_rotary_factor", 1e-9, 1, std::nullopt);
-    // Phi3RotaryEmbedding: int(head_dim * partial_rotary_factor).
-    c.rope.rotary_dim = static_cast<uint32_t>(head_dim * f);
-    if (r.ok() && (c.rope.rotary_dim == 0 || c.rope.rotary_dim % 2 != 0)) {
-      r.Fail(absl::StrCat("config.json: partial_rotary_factor gives rotary_dim ",
-                          c.rope.rotary_dim, "; it must be even and positive"));
-    }
-  }
   if (r.ok() && head_dim % 2 != 0) {
     r.Fail(absl::StrCat("config.json: head dim ", head_dim, " must be even for RoPE"));
   }
-  ReadRopeScaling(r, c.rope.max_position_embeddings, c.rope.scaling);
+  ReadRope(r, head_dim, /*partial_ok=*/c.architecture == "phi3", c.rope);
 
   c.softmax_scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
   if (c.architecture == "gemma2") {
@@ -332,7 +368,6 @@ void ReadDeepSeek(FieldReader& r, ModelConfig& c) {
                c.k_head_dim);
   CheckProduct(r, "num_attention_heads * v_head_dim", c.num_q_heads, c.v_head_dim);
 
-  c.rope.theta = r.Number("rope_theta", 1e-9, 1e12, 10000.0);
   c.rope.rotary_dim = mla.qk_rope_head_dim;
   // DeepSeek checkpoints hold the rope dims interleaved; HF's port says so with
   // rope_interleave (default true).
@@ -340,7 +375,7 @@ void ReadDeepSeek(FieldReader& r, ModelConfig& c) {
                                                    : RopePairing::kHalfSplit;
   c.rope.max_position_embeddings =
       static_cast<uint32_t>(r.Integer("max_position_embeddings", 1, kMaxPositions));
-  ReadRopeScaling(r, c.rope.max_position_embeddings, c.rope.scaling);
+  ReadRope(r, mla.qk_rope_head_dim, /*partial_ok=*/false, c.rope);
 
   c.softmax_scale = 1.0 / std::sqrt(static_cast<double>(c.k_head_dim));
   if (c.rope.scaling.type == RopeScalingType::kYarn && c.rope.scaling.mscale_all_dim != 0) {
@@ -442,6 +477,10 @@ std::string CanonicalGeometry(const ModelConfig& c) {
   AppendF64(out, s.mscale_all_dim);
   AppendF64(out, s.low_freq_factor);
   AppendF64(out, s.high_freq_factor);
+  if (s.attention_factor != 0 || !s.truncate) {  // absent before they were read: ids unchanged
+    AppendF64(out, s.attention_factor);
+    AppendU8(out, s.truncate);
+  }
   AppendU8(out, c.mla.has_value());
   if (c.mla) {
     AppendU8(out, static_cast<uint8_t>(c.mla->layout));

@@ -27,8 +27,10 @@ struct RopeScaling {
   double beta_fast = 32;
   double beta_slow = 1;
   uint32_t original_max_position_embeddings = 0;  // 0 when the config does not say
-  double mscale = 1;
-  double mscale_all_dim = 0;
+  double mscale = 0;            // 0: absent
+  double mscale_all_dim = 0;    // 0: absent
+  double attention_factor = 0;  // 0: absent (derived from factor / mscale / mscale_all_dim)
+  bool truncate = true;
   // Llama 3.
   double low_freq_factor = 1;
   double high_freq_factor = 4;

@@ -226,6 +226,27 @@ TEST(ModelConfigTest, Phi3PartialRotary) {
   EXPECT_EQ(c->k_head_dim, 96u);
 }
 
+// transformers 5 writes RoPE as one "rope_parameters" object; its theta and scaling are the
+// model's (read as rope_theta / rope_scaling before, the defaults were used silently).
+TEST(ModelConfigTest, RopeParametersOfTransformers5) {
+  nlohmann::json j = nlohmann::json::parse(kLlama31_8B);
+  j.erase("rope_theta");
+  j.erase("rope_scaling");
+  j["rope_parameters"] = {{"rope_type", "yarn"},       {"rope_theta", 250000.0},
+                          {"factor", 4.0},             {"attention_factor", 1.25},
+                          {"beta_fast", 16},           {"original_max_position_embeddings", 8192},
+                          {"truncate", false}};
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(j.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope.theta, 250000.0);
+  EXPECT_EQ(c->rope.scaling.type, RopeScalingType::kYarn);
+  EXPECT_EQ(c->rope.scaling.factor, 4.0);
+  EXPECT_EQ(c->rope.scaling.attention_factor, 1.25);
+  EXPECT_EQ(c->rope.scaling.beta_fast, 16.0);
+  EXPECT_FALSE(c->rope.scaling.truncate);
+  EXPECT_EQ(c->rope.scaling.mscale, 0.0);  // absent: transformers then uses 0.1·ln(factor) + 1
+}
+
 TEST(ModelConfigTest, Phi3LongRopeIsRefused) {
   nlohmann::json j = nlohmann::json::parse(kPhi3Mini4k);
   j["rope_scaling"] = {{"type", "longrope"},
@@ -397,6 +418,16 @@ INSTANTIATE_TEST_SUITE_P(
                 "rope_scaling.low_freq_factor"},
         BadCase{"PartialRotaryTooBig", kPhi3Mini4k, "/partial_rotary_factor", "1.5",
                 "partial_rotary_factor"},
+        // transformers' Llama/Mistral/Qwen2/Gemma2 rotate the whole head whatever the field
+        // says: registering would reconstruct with a rotary_dim no engine uses.
+        BadCase{"LlamaPartialRotary", kLlama2_7B, "/partial_rotary_factor", "0.5",
+                "partial_rotary_factor"},
+        BadCase{"QwenPartialRotaryInRopeParameters", kQwen2_7B, "/rope_parameters",
+                R"({"rope_type": "default", "rope_theta": 1e6, "partial_rotary_factor": 0.5})",
+                "partial_rotary_factor"},
+        BadCase{"RopeParametersPerLayerType", kLlama2_7B, "/rope_parameters",
+                R"({"full_attention": {"rope_type": "default", "rope_theta": 1e6}})",
+                "rope_parameters.full_attention"},
         BadCase{"DeepSeekNoKvLoraRank", kDeepSeekV2Lite, "/kv_lora_rank", nullptr,
                 "kv_lora_rank"},
         BadCase{"DeepSeekRopeDimZero", kDeepSeekV2Lite, "/qk_rope_head_dim", "0",

@@ -55,3 +55,20 @@ def deepseek_spec():
 @pytest.fixture(scope="session")
 def deepseek(client, deepseek_spec, tmp_path_factory):
     return _register(client, deepseek_spec, tmp_path_factory, "deepseek")
+
+
+def pytest_sessionstart(session):
+    """One line, also under -q, on the engines the suite runs (installed once per machine by
+    ops/python-env.sh)."""
+    import importlib.metadata as md
+    vers = []
+    for pkg in ("torch", "transformers"):
+        try:
+            vers.append(f"{pkg} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            vers.append(f"{pkg} missing")
+    line = (f"engines: {', '.join(vers)} from {sys.prefix} (large packages installed once per "
+            f"machine by ops/python-env.sh, kept until constraints.txt changes)")
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(line)
