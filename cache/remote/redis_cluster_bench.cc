@@ -65,7 +65,7 @@ double GBps(const Phase& p) {
 class RawCluster {
  public:
   explicit RawCluster(const testing::LocalCluster& cluster) {
-    absl::StatusOr<ReplyPtr> slots = testing::LocalCluster::Command(cluster.base_port(), {"CLUSTER", "SLOTS"});
+    absl::StatusOr<testing::ReplyPtr> slots = testing::LocalCluster::Command(cluster.base_port(), {"CLUSTER", "SLOTS"});
     slot_port_.assign(internal::kClusterSlots, 0);
     for (size_t i = 0; i < (*slots)->elements; ++i) {
       const redisReply* e = (*slots)->element[i];

@@ -158,7 +158,6 @@ def put_requests(model: Model, tokens: Sequence[int], first_page: int, mode, qua
 
 def _put_stream(model, tokens, first_page, mode, quant, input_code, roles, layers, pages,
                 chunk_bytes):
-    pt = model.page_tokens
     msg = pb.PutRequest()
     h = msg.header
     h.model_id = model.model_id

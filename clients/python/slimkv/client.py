@@ -53,16 +53,6 @@ class Client(_Calls):
             time.sleep(pause)
             model = W.Model.from_response(self._call(self._cache.RegisterModel, req, timeout))
         return model
-        limit = 600.0 if wait_for_factors is True else float(wait_for_factors)
-        end, pause = time.monotonic() + limit, 0.02
-        while model.factors == "pending":
-            if time.monotonic() >= end:
-                raise DeadlineExceeded(f"register: factors of {model.model_id} still pending "
-                                       f"after {limit:g} s")
-            time.sleep(min(pause, max(end - time.monotonic(), 0)))
-            pause = min(pause * 2, 1.0)
-            model = W.Model.from_response(self._call(self._cache.RegisterModel, req, timeout))
-        return model
 
     def lookup(self, model, tokens: Sequence[int], *, timeout=None) -> pb.LookupResponse:
         return self._call(self._cache.Lookup, self._tokens_request(pb.LookupRequest, model, tokens),

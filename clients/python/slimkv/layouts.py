@@ -166,7 +166,7 @@ class Paged(W.Sink):
 
     def fill_latent(self, result: W.GetResult, first_page: int) -> None:
         """Writes a raw Get's latent layers (mode latent, no quantizer) into an "mla" cache."""
-        m, pt = self.model, self.model.page_tokens
+        pt = self.model.page_tokens
         for p, layers in enumerate(result.stored):
             for l, s in enumerate(layers):
                 if s.mode != "latent" or s.quant != "none":
