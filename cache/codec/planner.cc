@@ -116,6 +116,8 @@ LayerPlan SizeLayer(const ModelConfig& c, const PlanOptions& o, uint32_t layer) 
   const int64_t max_rank = std::min(d, 2 * e);
   if (mla) {
     proj = NotApplicable(Sized({}, st), "MLA model: the native latent is exact; use latent");
+  } else if (std::string misfit = KeyRecoveryMisfit(c); !misfit.empty()) {
+    proj = NotApplicable(Sized({}, st), misfit);
   } else if (!RankPlanned(o)) {
     proj = NotApplicable(Sized({}, st), "give --rank R or --energy F to plan it");
   } else if (o.rank.fixed_rank > 0) {

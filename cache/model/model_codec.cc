@@ -306,13 +306,6 @@ absl::Status ModelCodec::Supports(Mode m, PageInput input) const {
         "mode ", ModeName(m), " from ", input == PageInput::kKv ? "K,V" : "this input",
         " needs the model's weights; it was registered from config.json alone"));
   }
-  if (m != Mode::kFull && !mla && config_.rope.scaling.type == RopeScalingType::kDynamicNtk) {
-    // The engine rotated each key with a base that grows with the length of the forward pass
-    // that computed it, which a page does not record: K_raw cannot be recovered exactly.
-    return absl::FailedPreconditionError(absl::StrCat(
-        ModeName(m), ": dynamic NTK RoPE: a key's rotation depends on the length of the forward "
-        "pass that computed it, which a page does not record; only full applies"));
-  }
   switch (m) {
     case Mode::kFull:
       return absl::OkStatus();
@@ -335,6 +328,9 @@ absl::Status ModelCodec::Supports(Mode m, PageInput input) const {
       }
       if (mla && !layers_.empty() && !layers_[0]->no_latent.empty()) {
         return absl::FailedPreconditionError(absl::StrCat("latent: ", layers_[0]->no_latent));
+      }
+      if (std::string misfit = KeyRecoveryMisfit(config_); !misfit.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat("latent: ", misfit));
       }
       return absl::OkStatus();
   }

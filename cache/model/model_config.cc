@@ -511,7 +511,16 @@ const char* RopeScalingTypeName(RopeScalingType t) {
   return "unknown";
 }
 
+std::string KeyRecoveryMisfit(const ModelConfig& c) {
+  if (c.mla.has_value() || c.rope.scaling.type != RopeScalingType::kDynamicNtk) return "";
+  // The engine rotated each key with a base that grows with the length of the forward pass
+  // that computed it, which a page does not record: K_raw cannot be recovered exactly.
+  return "dynamic NTK RoPE: a key's rotation depends on the length of the forward pass that "
+         "computed it, which a page does not record; only full applies";
+}
+
 std::string SlimMisfit(const ModelConfig& c) {
+  if (std::string misfit = KeyRecoveryMisfit(c); !misfit.empty()) return misfit;
   const int64_t d = c.hidden_size, e = int64_t{c.num_kv_heads} * c.k_head_dim;
   if (e >= d) return "";
   return absl::StrCat("slim needs rank(W_K) = d, i.e. e = h_kv*d_h >= d; here e = ",
@@ -520,6 +529,7 @@ std::string SlimMisfit(const ModelConfig& c) {
 }
 
 std::string XcacheMisfit(const ModelConfig& c) {
+  if (std::string misfit = KeyRecoveryMisfit(c); !misfit.empty()) return misfit;
   const int64_t d = c.hidden_size, e = int64_t{c.num_kv_heads} * c.k_head_dim;
   if (d < 2 * e) return "";
   return absl::StrCat("not worth it: x has d = ", d, " elements, K and V together 2e = ", 2 * e);

@@ -106,8 +106,11 @@ std::string CanonicalGeometry(const ModelConfig& config);
 
 // The geometry rules of the modes for models without MLA (SPEC §2), shared by the planner and
 // the codec: the reason the mode does not fit `config`, or "" when it does.
+//   every mode that recovers K_raw from K (slim, xcache, projected latent) needs a rotation
+//   that depends on the position alone: not dynamic NTK RoPE (KeyRecoveryMisfit);
 //   slim needs rank(W_K) = d, i.e. e = h_kv·d_h >= d (else V is not a function of K);
 //   xcache pays only when x is smaller than K and V together, d < 2e.
+std::string KeyRecoveryMisfit(const ModelConfig& config);
 std::string SlimMisfit(const ModelConfig& config);
 std::string XcacheMisfit(const ModelConfig& config);
 
